@@ -1,0 +1,14 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from piaowu.api.urls import api
+
+admin.site.site_header = "Piaowu 票务"
+admin.site.site_title = "Piaowu"
+
+urlpatterns = [
+    path("api/", api.urls),
+    path("admin/", admin.site.urls),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("", include("piaowu.web.urls")),
+]

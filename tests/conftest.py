@@ -1,0 +1,81 @@
+"""Shared test setup.
+
+Tests that need a real PostgreSQL, Redis or Chromium carry a marker and are skipped — with the
+reason printed in the summary (`-ra`) — when that part is absent, never passed silently.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+
+import pytest
+from django.conf import settings
+
+from piaowu.accounts.models import Organizer, Role, User
+from piaowu.accounts.services import membership_grant
+
+CHROMIUM = os.environ.get("PIAOWU_CHROMIUM") or shutil.which("chromium") or ""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    on_postgres = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    skips = {
+        "postgres": None
+        if on_postgres
+        else pytest.mark.skip(reason="needs PostgreSQL: run with DATABASE_URL=postgres://…"),
+        "redis": None
+        if settings.REDIS_URL
+        else pytest.mark.skip(reason="needs Redis: run with REDIS_URL=redis://…"),
+        "browser": None
+        if CHROMIUM
+        else pytest.mark.skip(reason="needs Debian's chromium (apt-get install chromium)"),
+    }
+    for item in items:
+        for marker, skip in skips.items():
+            if skip is not None and marker in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _english_by_default(settings: pytest.FixtureRequest) -> None:
+    """Most tests read messages in English; i18n tests switch language explicitly."""
+    from django.utils import translation
+
+    translation.activate("en")
+
+
+@pytest.fixture
+def organizer(db: None) -> Organizer:
+    from piaowu.catalog.services import organizer_create
+
+    return organizer_create(slug="acme", name="艾克米演艺", name_en="Acme Live")
+
+
+@pytest.fixture
+def other_organizer(db: None) -> Organizer:
+    from piaowu.catalog.services import organizer_create
+
+    return organizer_create(slug="rival", name="对手票务", name_en="Rival Tickets")
+
+
+@pytest.fixture
+def make_user(db: None) -> Callable[..., User]:
+    counter = iter(range(1, 10_000))
+
+    def make(email: str = "", password: str = "correct horse 42", **extra: object) -> User:
+        email = email or f"user{next(counter)}@example.com"
+        return User.objects.create_user(email=email, password=password, **extra)
+
+    return make
+
+
+@pytest.fixture
+def make_staff(make_user: Callable[..., User]) -> Callable[..., User]:
+    def make(organizer: Organizer, role: str = Role.ADMIN, email: str = "") -> User:
+        user = make_user(email=email)
+        membership_grant(user=user, organizer=organizer, role=role)
+        return user
+
+    return make
