@@ -79,3 +79,11 @@ def make_staff(make_user: Callable[..., User]) -> Callable[..., User]:
         return user
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    """Each test starts with an empty cache (CI's Redis database is reserved for tests)."""
+    from django.core.cache import cache
+
+    cache.clear()

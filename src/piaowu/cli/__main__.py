@@ -1,0 +1,5 @@
+import sys
+
+from piaowu.cli.main import main
+
+sys.exit(main())
