@@ -173,6 +173,7 @@ PIAOWU_DEFAULT_CURRENCY = os.environ.get("PIAOWU_DEFAULT_CURRENCY", "CNY")
 # --- Static files ---------------------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every start otherwise
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # Production may run `piaowu manage collectstatic` and set STATIC_MANIFEST=1 for hashed names.

@@ -474,7 +474,9 @@ class Session(PublicIdModel, TimestampedModel):
                 name="session_reserved_has_seat_map",
             ),
             models.CheckConstraint(
-                condition=Q(capacity_mode="reserved") | Q(capacity__gt=0),
+                # NULL > 0 is unknown, and CHECK passes unknown: test for NULL explicitly.
+                condition=Q(capacity_mode="reserved")
+                | (Q(capacity__isnull=False) & Q(capacity__gt=0)),
                 name="session_quota_has_capacity",
             ),
         ]

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import json
+import re
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,8 +17,10 @@ from django.core.cache import cache
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from pypinyin import Style, pinyin
 
 from piaowu.catalog.models import (
+    Audience,
     Category,
     Event,
     EventKind,
@@ -147,6 +153,32 @@ def _upcoming_sessions(filters: SearchFilters, now: dt.datetime) -> QuerySet[Ses
     return sessions
 
 
+_CJK_ONLY = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
+_MAX_HINT_READINGS = 8
+
+
+def _pinyin_hint(term: str) -> Q | None:
+    """For a one- or two-character Chinese term, a condition the trigram index can use.
+
+    `LIKE '%话剧%'` has no trigram, so PostgreSQL scans every event. But `search_text` holds
+    the pinyin of each Chinese text next to it, so an event containing 话剧 also contains
+    "huaju": requiring one of the term's possible readings (every reading of each character,
+    so context-dependent ones like 重 chong/zhong are covered) narrows the scan through the
+    index and never drops a match. Results are the same; only the plan changes.
+    """
+    if len(term) > 2 or not _CJK_ONLY.fullmatch(term):
+        return None
+    # Character by character: a phrase lookup would give only the phrase's own reading.
+    readings = [pinyin(ch, style=Style.NORMAL, heteronym=True, errors="default")[0] for ch in term]
+    forms = {"".join(combo) for combo in itertools.islice(itertools.product(*readings), 64)}
+    if not forms or len(forms) > _MAX_HINT_READINGS or min(map(len, forms)) < 3:
+        return None
+    condition = Q()
+    for form in sorted(forms):
+        condition |= Q(search_text__contains=form)
+    return condition
+
+
 def event_search(filters: SearchFilters, *, now: dt.datetime | None = None) -> QuerySet[Event]:
     """Published events with at least one upcoming session matching `filters`.
 
@@ -159,24 +191,26 @@ def event_search(filters: SearchFilters, *, now: dt.datetime | None = None) -> Q
         return events.none()
     for term in filters.terms:
         events = events.filter(search_text__contains=term)
+        hint = _pinyin_hint(term)
+        if hint is not None:
+            events = events.filter(hint)
     if filters.kind:
         events = events.filter(kind=filters.kind)
     if filters.category:
         events = events.filter(category__slug=filters.category)
-    min_price = (
-        PriceTier.objects.filter(
-            session__event_id=OuterRef("pk"),
-            session__status=Session.Status.SCHEDULED,
-            session__ends_at__gt=now,
-            is_active=True,
-        )
-        .order_by("price")
-        .values("price")[:1]
-    )
+    min_price = PriceTier.objects.filter(
+        session__event_id=OuterRef("pk"),
+        session__status=Session.Status.SCHEDULED,
+        session__ends_at__gt=now,
+        is_active=True,
+    ).order_by("price", "pk")[:1]
     events = events.annotate(
         next_starts_at=Subquery(sessions.order_by("starts_at").values("starts_at")[:1]),
-        min_price=Subquery(min_price),
+        min_price=Subquery(min_price.values("price")),
+        min_price_currency=Subquery(min_price.values("currency")),
     ).select_related("category", "organizer")
+    # search_text is for matching only; leaving it out keeps sorts narrow (in memory).
+    events = events.defer("search_text")
     order = {
         "hot": ["-popularity", "pk"],
         "soon": ["next_starts_at", "pk"],
@@ -310,6 +344,13 @@ def venue_upcoming_sessions(venue: Venue, *, limit: int = 50) -> list[Session]:
 SEAT_TYPE_INDEX = {value: index for index, value in enumerate(SeatType.values)}
 
 
+def _layout_cache_key(seat_map: SeatMap, what: str) -> str:
+    # pk and version name the map; the creation stamp guards against a reused pk (SQLite test
+    # databases roll their sequences back), so a stale layout can never be served.
+    stamp = int(seat_map.created_at.timestamp() * 1_000_000) if seat_map.created_at else 0
+    return f"piaowu:seatmap-{what}:{seat_map.pk}:{seat_map.version}:{stamp}:v2"
+
+
 def seat_map_layout(seat_map: SeatMap) -> dict[str, Any]:
     """The compact, immutable layout of one seat-map version (cached forever per version).
 
@@ -318,7 +359,7 @@ def seat_map_layout(seat_map: SeatMap) -> dict[str, Any]:
     are "b" (blocked) and "p<number>" (couple partner in the same row). About 15 bytes per seat,
     so a 40,000-seat stadium stays well under 1 MB.
     """
-    key = f"piaowu:seatmap-layout:{seat_map.pk}:v1"
+    key = _layout_cache_key(seat_map, "layout")
     cached: dict[str, Any] | None = cache.get(key)
     if cached is not None:
         return cached
@@ -377,16 +418,153 @@ def seat_map_layout(seat_map: SeatMap) -> dict[str, Any]:
     return layout
 
 
+CONCESSION_AUDIENCES = frozenset(
+    {Audience.CHILD, Audience.STUDENT, Audience.SENIOR, Audience.GROUP}
+)
+
+
 def tier_for_seat(tiers: list[PriceTier], *, section_code: str, seat_type: str) -> PriceTier | None:
-    """The tier a reserved seat sells at: the most specific active match, cheapest first."""
-    best: tuple[int, Decimal, PriceTier] | None = None
+    """The tier a reserved seat sells at: the most specific active match, cheapest first.
+
+    Concession tiers (student, child, senior, group) are choices a buyer makes on top of a
+    seat's base price, so a base tier (everyone/adult/VIP package) wins over them.
+    """
+    best: tuple[int, int, Decimal, PriceTier] | None = None
     for tier in tiers:
         if tier.section_code and tier.section_code != section_code:
             continue
         if tier.seat_type and tier.seat_type != seat_type:
             continue
         specificity = (2 if tier.section_code else 0) + (1 if tier.seat_type else 0)
-        candidate = (-specificity, Decimal(tier.price), tier)
-        if best is None or candidate[:2] < best[:2]:
+        concession = int(tier.audience in CONCESSION_AUDIENCES)
+        candidate = (concession, -specificity, Decimal(tier.price), tier)
+        if best is None or candidate[:3] < best[:3]:
             best = candidate
-    return best[2] if best else None
+    return best[3] if best else None
+
+
+_LAYOUT_JSON_LOCK = threading.Lock()
+_LAYOUT_JSON_LOCAL: OrderedDict[str, SeatMapLayoutJSON] = OrderedDict()
+_LAYOUT_JSON_LOCAL_SIZE = 16
+
+
+@dataclass(frozen=True)
+class SeatMapLayoutJSON:
+    """`seat_map_layout` pre-serialized (compact UTF-8 JSON), with what a client needs to price
+    seats: the seat types present in each section. `key` names the immutable version."""
+
+    key: str
+    data: bytes
+    section_seat_types: dict[str, list[str]]
+
+
+def _section_seat_types(layout: dict[str, Any]) -> dict[str, list[str]]:
+    types = layout["seat_types"]
+    found: dict[str, list[str]] = {}
+    for section in layout["sections"]:
+        present: set[str] = set()
+        for row in section["rows"]:
+            for seat in row["s"]:
+                present.add(types[seat[3]] if len(seat) > 3 else SeatType.STANDARD)
+        found[section["code"]] = [t for t in types if t in present]
+    return found
+
+
+def seat_map_layout_json(seat_map: SeatMap) -> SeatMapLayoutJSON:
+    """The layout of one seat-map version as JSON bytes, for the API to send as they are.
+
+    A version never changes, so the bytes are kept in the shared cache and in a small
+    per-process LRU: a warm 40,000-seat stadium costs a dictionary lookup, not a re-encode.
+    """
+    key = _layout_cache_key(seat_map, "json")
+    with _LAYOUT_JSON_LOCK:
+        local = _LAYOUT_JSON_LOCAL.get(key)
+        if local is not None:
+            _LAYOUT_JSON_LOCAL.move_to_end(key)
+            return local
+    shared: tuple[bytes, dict[str, list[str]]] | None = cache.get(key)
+    if shared is None:
+        layout = seat_map_layout(seat_map)
+        data = json.dumps(layout, ensure_ascii=False, separators=(",", ":")).encode()
+        shared = (data, _section_seat_types(layout))
+        cache.set(key, shared, timeout=None)
+    result = SeatMapLayoutJSON(key=key, data=shared[0], section_seat_types=shared[1])
+    with _LAYOUT_JSON_LOCK:
+        _LAYOUT_JSON_LOCAL[key] = result
+        while len(_LAYOUT_JSON_LOCAL) > _LAYOUT_JSON_LOCAL_SIZE:
+            _LAYOUT_JSON_LOCAL.popitem(last=False)
+    return result
+
+
+# --- Sessions and venues for the API ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionFilters:
+    """Validated session-list filters (public ids for event and venue)."""
+
+    event: str = ""
+    venue: str = ""
+    city: str = ""
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+
+
+def parse_session_filters(params: Mapping[str, Any]) -> SessionFilters:
+    """Parse session-list query parameters; every bad one is named in one `invalid_filter`."""
+    errors: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for name, limit in (("event", 26), ("venue", 26), ("city", 60)):
+        value = str(params.get(name) or "").strip()
+        if len(value) > limit:
+            errors[name] = _("At most %(n)d characters.") % {"n": limit}
+        values[name] = value
+    for name in ("date_from", "date_to"):
+        raw = str(params.get(name) or "").strip()
+        values[name] = None
+        if raw:
+            try:
+                values[name] = dt.date.fromisoformat(raw)
+            except ValueError:
+                errors[name] = _("Use a date like 2026-12-31.")
+    if values["date_from"] and values["date_to"] and values["date_from"] > values["date_to"]:
+        errors["date_to"] = _("The end date is before the start date.")
+    if errors:
+        raise DomainError("invalid_filter", _("Some filters are not valid."), {"fields": errors})
+    return SessionFilters(**values)
+
+
+def session_search(filters: SessionFilters, *, now: dt.datetime | None = None) -> QuerySet[Session]:
+    """Upcoming sessions (not yet ended) of visible events, soonest first, with what a session
+    listing shows loaded: event, venue, hall and active price tiers."""
+    now = now or timezone.now()
+    sessions = (
+        Session.objects.filter(ends_at__gt=now)
+        .exclude(event__status=Event.Status.DRAFT)
+        .select_related("event", "venue", "hall")
+        .prefetch_related(_tiers_prefetch())
+        .order_by("starts_at", "pk")
+    )
+    if filters.event:
+        sessions = sessions.filter(event__public_id=filters.event)
+    if filters.venue:
+        sessions = sessions.filter(venue__public_id=filters.venue)
+    if filters.city:
+        sessions = sessions.filter(
+            Q(venue__city=filters.city) | Q(venue__city_en__iexact=filters.city)
+        )
+    if filters.date_from:
+        sessions = sessions.filter(starts_at__gte=_day_start(filters.date_from))
+    if filters.date_to:
+        sessions = sessions.filter(starts_at__lt=_day_start(filters.date_to + dt.timedelta(days=1)))
+    return sessions
+
+
+def venue_upcoming_session_count(venue: Venue) -> int:
+    """Scheduled, not yet ended sessions of published events at `venue`."""
+    return Session.objects.filter(
+        venue=venue,
+        ends_at__gt=timezone.now(),
+        status=Session.Status.SCHEDULED,
+        event__status=Event.Status.PUBLISHED,
+    ).count()

@@ -25,6 +25,7 @@ from piaowu.catalog.services import (
     organizer_create,
     seat_map_create,
     session_create,
+    sessions_create_recurring,
     venue_create,
 )
 
@@ -761,37 +762,37 @@ def seed_airline(categories: dict[str, Category]) -> Organizer:
                 "destination_code": dest_code,
             },
         )
-        for offset in range(21):
-            starts = _local(airport_venue, first + dt.timedelta(days=offset), at)
-            session_create(
-                event=event,
-                venue=airport_venue,
-                starts_at=starts,
-                capacity_mode=CapacityMode.GENERAL,
-                capacity=162,
-                sales_open_at=timezone.now(),
-                sales_close_at=starts - dt.timedelta(minutes=45),
-                tiers=[
-                    _tier(
-                        "economy",
-                        "经济舱",
-                        "Economy",
-                        "880",
-                        capacity=150,
-                        max_per_order=9,
-                        color="#2563eb",
-                    ),
-                    _tier(
-                        "business",
-                        "公务舱",
-                        "Business",
-                        "2680",
-                        capacity=12,
-                        max_per_order=4,
-                        color="#b45309",
-                    ),
-                ],
-            )
+        departure = dt.time.fromisoformat(at)
+        sessions_create_recurring(
+            event=event,
+            venue=airport_venue,
+            first_date=first,
+            last_date=first + dt.timedelta(days=20),
+            times=[departure],
+            capacity_mode=CapacityMode.GENERAL,
+            capacity=162,
+            sales_close_minutes_before=45,
+            tiers=[
+                _tier(
+                    "economy",
+                    "经济舱",
+                    "Economy",
+                    "880",
+                    capacity=150,
+                    max_per_order=9,
+                    color="#2563eb",
+                ),
+                _tier(
+                    "business",
+                    "公务舱",
+                    "Business",
+                    "2680",
+                    capacity=12,
+                    max_per_order=4,
+                    color="#b45309",
+                ),
+            ],
+        )
     return organizer
 
 
