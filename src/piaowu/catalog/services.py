@@ -412,6 +412,27 @@ def _validate_tiers(
     return problems
 
 
+def _price_tier(session: Session, spec: TierSpec, *, sort_order: int) -> PriceTier:
+    """An unsaved tier of `session` from `spec` (validated by the caller)."""
+    return PriceTier(
+        session=session,
+        code=spec.code,
+        name=spec.name,
+        name_en=spec.name_en,
+        audience=spec.audience,
+        price=spec.price,
+        currency=spec.currency or default_currency(),
+        seat_type=spec.seat_type,
+        section_code=spec.section_code,
+        capacity=spec.capacity,
+        min_per_order=spec.min_per_order,
+        max_per_order=spec.max_per_order,
+        color=spec.color,
+        description=spec.description,
+        sort_order=sort_order,
+    )
+
+
 def session_create(
     *,
     event: Event,
@@ -492,24 +513,7 @@ def session_create(
             language_note=language_note,
         )
         PriceTier.objects.bulk_create(
-            PriceTier(
-                session=session,
-                code=t.code,
-                name=t.name,
-                name_en=t.name_en,
-                audience=t.audience,
-                price=t.price,
-                currency=t.currency or default_currency(),
-                seat_type=t.seat_type,
-                section_code=t.section_code,
-                capacity=t.capacity,
-                min_per_order=t.min_per_order,
-                max_per_order=t.max_per_order,
-                color=t.color,
-                description=t.description,
-                sort_order=index,
-            )
-            for index, t in enumerate(tiers)
+            _price_tier(session, t, sort_order=index) for index, t in enumerate(tiers)
         )
         if not Session.objects.filter(event=event, venue=venue).exclude(pk=session.pk).exists():
             event_refresh_search_text(event)  # a new venue's name becomes searchable
@@ -1119,20 +1123,5 @@ def _batch_apply_tiers(session: Session, tiers: list[TierRow]) -> None:
             existing.name, existing.name_en, existing.price = tier.name, tier.name_en, tier.price
             existing.save(update_fields=["name", "name_en", "price"])
             continue
-        spec = _tier_spec(tier)
-        PriceTier.objects.create(
-            session=session,
-            code=spec.code,
-            name=spec.name,
-            name_en=spec.name_en,
-            audience=spec.audience,
-            price=spec.price,
-            currency=spec.currency or default_currency(),
-            seat_type=spec.seat_type,
-            section_code=spec.section_code,
-            capacity=spec.capacity,
-            min_per_order=spec.min_per_order,
-            max_per_order=spec.max_per_order,
-            sort_order=next_order,
-        )
+        _price_tier(session, _tier_spec(tier), sort_order=next_order).save()
         next_order += 1
