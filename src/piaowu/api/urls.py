@@ -1,3 +1,41 @@
-from ninja import NinjaAPI
+"""The REST API: `/api/v1/…`, OpenAPI at `/api/openapi.json`, docs at `/api/docs`."""
 
-api = NinjaAPI(title="Piaowu API", version="1", urls_namespace="api")
+from __future__ import annotations
+
+from typing import Any
+
+from ninja import NinjaAPI
+from ninja.renderers import JSONRenderer
+
+from piaowu.api.errors import ERROR_CODES_DOC, install_error_handlers
+from piaowu.api.v1 import events, sessions, venues
+
+DESCRIPTION = f"""Piaowu's public API.
+
+Every error answers `{{"code", "message", "details"}}` with a stable `code`:
+
+{ERROR_CODES_DOC}
+
+Lists are paginated with `page` and `page_size` (at most 100) and answer
+`{{"items", "count", "page", "page_size", "next_page"}}`; a page past the end is empty.
+Texts follow `Accept-Language` (zh-hans or en).
+"""
+
+
+class CompactJSONRenderer(JSONRenderer):
+    """UTF-8 as it is (Chinese text takes 3 bytes, not a 6-byte `\\uXXXX`), no spaces."""
+
+    json_dumps_params: Any = {"ensure_ascii": False, "separators": (",", ":")}
+
+
+api = NinjaAPI(
+    title="Piaowu API",
+    version="1",
+    urls_namespace="api",
+    description=DESCRIPTION,
+    renderer=CompactJSONRenderer(),
+)
+install_error_handlers(api)
+api.add_router("/v1/", events.router)
+api.add_router("/v1/", sessions.router)
+api.add_router("/v1/", venues.router)
