@@ -203,7 +203,7 @@ def _categories() -> dict[str, Category]:
             slug=slug, defaults={"name": name, "name_en": name_en, "sort_order": index}
         )
         found.setdefault(kind, category)
-    found[slug] = category
+        found[slug] = category
     return found
 
 
@@ -387,7 +387,7 @@ def ensure_stadium() -> Session:
     tiers = [
         TierSpec(code="vip", name="VIP", price=Decimal("1880"), seat_type="vip", color="#b91c1c"),
         TierSpec(code="couple", name="情侣座", price=Decimal("1280"), seat_type="couple"),
-        TierSpec(code="a", name="A 区", price=Decimal("880"), section_code="101"),
+        TierSpec(code="a", name="A 区", price=Decimal("880"), section_codes="101"),
         TierSpec(code="std", name="看台", price=Decimal("480")),
         TierSpec(code="acc", name="无障碍", price=Decimal("180"), seat_type="accessible"),
     ]

@@ -51,7 +51,7 @@ def reserved_session(organizer: Organizer) -> Session:
         tiers=[
             TierSpec(code="std", name="普通", price=Decimal("180")),
             TierSpec(code="vip", name="VIP", price=Decimal("580"), seat_type="vip"),
-            TierSpec(code="balcony", name="楼座", price=Decimal("120"), section_code="B"),
+            TierSpec(code="balcony", name="楼座", price=Decimal("120"), section_codes="B"),
         ],
     )
 

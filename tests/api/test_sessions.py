@@ -46,7 +46,7 @@ def test_session_tiers_carry_prices_as_strings(client: Client, catalog: Catalog)
             "audience": "any",
             "price": {"amount": "180.00", "currency": "CNY"},
             "seat_type": "",
-            "section_code": "",
+            "section_codes": [],
             "quota": None,
             "min_per_order": 1,
             "max_per_order": 6,

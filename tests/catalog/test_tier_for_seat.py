@@ -12,8 +12,8 @@ TIERS = [
     _tier("standard", "45", seat_type="standard"),
     _tier("vip", "65", seat_type="vip"),
     _tier("student", "30", seat_type="standard", audience=Audience.STUDENT),
-    _tier("balcony", "180", section_code="BALCONY"),
-    _tier("balcony-vip", "220", section_code="BALCONY", seat_type="vip"),
+    _tier("balcony", "180", section_codes="BALCONY,GALLERY"),
+    _tier("balcony-vip", "220", section_codes="BALCONY", seat_type="vip"),
     _tier("anything", "99"),
 ]
 

@@ -68,11 +68,11 @@ def catalog(organizer: Organizer) -> Catalog:
             code="vip",
             name="VIP",
             price=Decimal("1680"),
-            section_code="A",
+            section_codes="A",
             seat_type="vip",
             color="#dc2626",
         ),
-        TierSpec(code="a", name="内场票", price=Decimal("880"), section_code="A"),
+        TierSpec(code="a", name="内场票", price=Decimal("880"), section_codes="A"),
         TierSpec(code="b", name="看台票", name_en="Stand", price=Decimal("380")),
     ]
     concert_sessions = [

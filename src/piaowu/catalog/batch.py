@@ -99,7 +99,7 @@ TIER_FIXED = (
     "audience",
     "currency",
     "seat_type",
-    "section_code",
+    "section_codes",
     "capacity",
     "min_per_order",
     "max_per_order",
@@ -135,7 +135,7 @@ class TierRow:
     audience: str = Audience.ANY
     currency: str = ""
     seat_type: str = ""
-    section_code: str = ""
+    section_codes: str = ""
     capacity: int | None = None
     min_per_order: int = 1
     max_per_order: int = 6
@@ -926,7 +926,7 @@ def _tier_option(row: RowReader, tier: TierRow, option: str) -> None:
         attribute = {"quota": "capacity", "min": "min_per_order", "max": "max_per_order"}[key]
         setattr(tier, attribute, int(value))
     else:
-        setattr(tier, "section_code" if key == "section" else key, value)
+        setattr(tier, "section_codes" if key == "section" else key, value)
 
 
 def tier_text(tier: PriceTier) -> str:
@@ -936,7 +936,7 @@ def tier_text(tier: PriceTier) -> str:
         "name_en": tier.name_en,
         "audience": "" if tier.audience == Audience.ANY else tier.audience,
         "seat_type": tier.seat_type,
-        "section": tier.section_code,
+        "section": tier.section_codes,
         "quota": "" if tier.capacity is None else str(tier.capacity),
         "min": "" if tier.min_per_order == 1 else str(tier.min_per_order),
         "max": "" if tier.max_per_order == 6 else str(tier.max_per_order),

@@ -29,6 +29,11 @@ def validate_timezone(value: str) -> None:
         raise ValidationError(_("Unknown time zone: %(tz)s"), params={"tz": value})
 
 
+def split_codes(text: str) -> list[str]:
+    """ "A, B ,C" → ["A", "B", "C"]: how comma-separated code lists are read everywhere."""
+    return [code.strip() for code in text.split(",") if code.strip()]
+
+
 class Localized:
     """Pick `<field>_en` when the active language is English and it is filled in."""
 
@@ -537,11 +542,14 @@ class PriceTier(Localized, models.Model):
         blank=True,
         help_text=_("Reserved seating: the seat type this price applies to (blank: any)."),
     )
-    section_code = models.CharField(
-        _("section"),
-        max_length=20,
+    section_codes = models.CharField(
+        _("sections"),
+        max_length=500,
         blank=True,
-        help_text=_("Reserved seating: the section code this price applies to (blank: any)."),
+        help_text=_(
+            "Reserved seating: the section codes this price applies to, comma separated "
+            "(blank: any)."
+        ),
     )
     capacity = models.PositiveIntegerField(
         _("quota"),
@@ -575,6 +583,9 @@ class PriceTier(Localized, models.Model):
     @property
     def money(self) -> Money:
         return Money(Decimal(self.price), self.currency)
+
+    def section_list(self) -> list[str]:
+        return split_codes(self.section_codes)
 
 
 class CatalogChange(models.Model):

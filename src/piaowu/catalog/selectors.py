@@ -431,11 +431,12 @@ def tier_for_seat(tiers: list[PriceTier], *, section_code: str, seat_type: str) 
     """
     best: tuple[int, int, Decimal, PriceTier] | None = None
     for tier in tiers:
-        if tier.section_code and tier.section_code != section_code:
+        sections = tier.section_list()
+        if sections and section_code not in sections:
             continue
         if tier.seat_type and tier.seat_type != seat_type:
             continue
-        specificity = (2 if tier.section_code else 0) + (1 if tier.seat_type else 0)
+        specificity = (2 if sections else 0) + (1 if tier.seat_type else 0)
         concession = int(tier.audience in CONCESSION_AUDIENCES)
         candidate = (concession, -specificity, Decimal(tier.price), tier)
         if best is None or candidate[:3] < best[:3]:

@@ -50,6 +50,7 @@ from piaowu.catalog.models import (
     SportDetails,
     TripDetails,
     Venue,
+    split_codes,
     validate_timezone,
 )
 from piaowu.catalog.search import build_search_text
@@ -360,7 +361,7 @@ class TierSpec:
     audience: str = Audience.ANY
     currency: str = ""
     seat_type: str = ""
-    section_code: str = ""
+    section_codes: str = ""  # comma separated
     capacity: int | None = None
     min_per_order: int = 1
     max_per_order: int = 6
@@ -399,13 +400,11 @@ def _validate_tiers(
             problems[key] = _("Unknown seat type.")
         elif tier.min_per_order < 1 or tier.max_per_order < tier.min_per_order:
             problems[key] = _("Per-order limits are not consistent.")
-        elif (
-            capacity_mode == CapacityMode.RESERVED
-            and tier.section_code
-            and (tier.section_code not in section_codes)
+        elif capacity_mode == CapacityMode.RESERVED and (
+            missing := [c for c in split_codes(tier.section_codes) if c not in section_codes]
         ):
-            problems[key] = _("Section %(s)s is not on the seat map.") % {"s": tier.section_code}
-        elif capacity_mode != CapacityMode.RESERVED and (tier.seat_type or tier.section_code):
+            problems[key] = _("Sections not on the seat map: %(s)s") % {"s": ", ".join(missing)}
+        elif capacity_mode != CapacityMode.RESERVED and (tier.seat_type or tier.section_codes):
             problems[key] = _("Seat types and sections apply to reserved seating only.")
         elif tier.capacity is not None and capacity is not None and tier.capacity > capacity:
             problems[key] = _("A tier's quota cannot exceed the session's capacity.")
@@ -423,7 +422,7 @@ def _price_tier(session: Session, spec: TierSpec, *, sort_order: int) -> PriceTi
         price=spec.price,
         currency=spec.currency or default_currency(),
         seat_type=spec.seat_type,
-        section_code=spec.section_code,
+        section_codes=",".join(split_codes(spec.section_codes)),
         capacity=spec.capacity,
         min_per_order=spec.min_per_order,
         max_per_order=spec.max_per_order,
@@ -538,7 +537,7 @@ def tier_specs_of(session: Session) -> list[TierSpec]:
             price=Decimal(t.price),
             currency=t.currency,
             seat_type=t.seat_type,
-            section_code=t.section_code,
+            section_codes=t.section_codes,
             capacity=t.capacity,
             min_per_order=t.min_per_order,
             max_per_order=t.max_per_order,
@@ -1001,7 +1000,7 @@ def _tier_spec(tier: TierRow) -> TierSpec:
         audience=tier.audience,
         currency=tier.currency,
         seat_type=tier.seat_type,
-        section_code=tier.section_code,
+        section_codes=tier.section_codes,
         capacity=tier.capacity,
         min_per_order=tier.min_per_order,
         max_per_order=tier.max_per_order,

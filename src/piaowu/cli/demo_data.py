@@ -447,10 +447,11 @@ def seed_live(categories: dict[str, Category]) -> Organizer:
         description="天王刘德华全新巡回演唱会，经典金曲与全新编曲，一晚听尽三十年。",
         description_en="Andy Lau's new tour: three decades of hits in one night.",
     )
+    lower_stands = ",".join(f"{side}1{n:02d}" for side in "NS" for n in range(1, 11))
     concert_tiers = [
         _tier(
             "vip",
-            "VIP 内场前排",
+            "VIP 前排",
             "VIP front rows",
             "1880",
             seat_type="vip",
@@ -462,7 +463,7 @@ def seed_live(categories: dict[str, Category]) -> Organizer:
             "下层看台",
             "Lower stands",
             "1280",
-            section_code="",
+            section_codes=lower_stands,
             color="#dc2626",
             max_per_order=4,
         ),
@@ -470,23 +471,6 @@ def seed_live(categories: dict[str, Category]) -> Organizer:
     ]
     for offset in (10, 11):
         starts = _local(stadium, first + dt.timedelta(days=offset), "19:30")
-        tiers = (
-            [concert_tiers[0]]
-            + [
-                _tier(
-                    f"lower-{code}",
-                    "下层看台",
-                    "Lower stands",
-                    "1280",
-                    section_code=code,
-                    color="#dc2626",
-                    max_per_order=4,
-                )
-                for code in [f"N1{n:02d}" for n in range(1, 11)]
-                + [f"S1{n:02d}" for n in range(1, 11)]
-            ]
-            + [concert_tiers[2]]
-        )
         session_create(
             event=tour,
             venue=stadium,
@@ -494,7 +478,7 @@ def seed_live(categories: dict[str, Category]) -> Organizer:
             starts_at=starts,
             sales_open_at=timezone.now(),
             sales_close_at=starts,
-            tiers=tiers,
+            tiers=concert_tiers,
         )
 
     match = event_create(
@@ -564,15 +548,15 @@ def seed_live(categories: dict[str, Category]) -> Organizer:
     )
     hall_tiers = [
         _tier("vip", "VIP", "VIP", "880", seat_type="vip", color="#b45309"),
-        _tier("stalls", "池座", "Stalls", "580", section_code="STALLS", color="#dc2626"),
-        _tier("circle", "一层楼座", "Circle", "380", section_code="CIRCLE", color="#7c3aed"),
-        _tier("balcony", "二层楼座", "Balcony", "180", section_code="BALCONY", color="#2563eb"),
+        _tier("stalls", "池座", "Stalls", "580", section_codes="STALLS", color="#dc2626"),
+        _tier("circle", "一层楼座", "Circle", "380", section_codes="CIRCLE", color="#7c3aed"),
+        _tier("balcony", "二层楼座", "Balcony", "180", section_codes="BALCONY", color="#2563eb"),
         _tier(
             "student",
             "学生票（二层）",
             "Student (balcony)",
             "90",
-            section_code="BALCONY",
+            section_codes="BALCONY",
             audience=Audience.STUDENT,
             color="#0891b2",
             max_per_order=1,

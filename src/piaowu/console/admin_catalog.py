@@ -1087,7 +1087,7 @@ class PriceTierInline(OrganizerScopedInline, TabularInline):
         "price",
         "currency",
         "seat_type",
-        "section_code",
+        "section_codes",
         "capacity",
         "min_per_order",
         "max_per_order",

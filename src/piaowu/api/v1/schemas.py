@@ -136,7 +136,7 @@ class TierOut(Schema):
     audience: str
     price: MoneyOut
     seat_type: str
-    section_code: str
+    section_codes: list[str]
     quota: int | None
     min_per_order: int
     max_per_order: int
@@ -330,7 +330,7 @@ def tier_out(tier: PriceTier) -> dict[str, Any]:
         "audience": tier.audience,
         "price": money_out(Decimal(tier.price), tier.currency),
         "seat_type": tier.seat_type,
-        "section_code": tier.section_code,
+        "section_codes": tier.section_list(),
         "quota": tier.capacity,
         "min_per_order": tier.min_per_order,
         "max_per_order": tier.max_per_order,
