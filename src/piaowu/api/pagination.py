@@ -11,7 +11,7 @@ from ninja import Field, Schema
 from piaowu.catalog.selectors import MAX_PAGE_SIZE
 
 DEFAULT_PAGE_SIZE = 20
-COUNT_CAP = 1_000
+COUNT_CAP = 200
 ItemT = TypeVar("ItemT")
 ModelT = TypeVar("ModelT", bound=Model)
 
@@ -25,8 +25,8 @@ class PageQuery(Schema):
 
 class Page(Schema, Generic[ItemT]):
     items: list[ItemT]
-    count: int = Field(description="Matching items, counted up to 1,000.")
-    count_exact: bool = Field(description="False when more than 1,000 match.")
+    count: int = Field(description="Matching items, counted up to 200.")
+    count_exact: bool = Field(description="False when more than 200 match.")
     page: int
     page_size: int
     next_page: int | None

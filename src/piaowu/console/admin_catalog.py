@@ -717,6 +717,7 @@ class EventAdmin(CatalogAdmin):
         ("category", admin.RelatedOnlyFieldListFilter),
     )
     search_fields = ("title", "title_en", "code", "performers", "tags")
+    ordering = ("-popularity", "title")  # annotated (GROUP BY) querysets drop Meta.ordering
     list_select_related = ("organizer", "category")
     readonly_fields = ("public_id",)
     fieldsets = (
