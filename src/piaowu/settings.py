@@ -58,6 +58,8 @@ INSTALLED_APPS = [
     "piaowu.core",
     "piaowu.accounts",
     "piaowu.catalog",
+    "piaowu.inventory",
+    "piaowu.payments",
     "piaowu.web",
     "piaowu.console",
 ]

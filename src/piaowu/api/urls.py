@@ -8,7 +8,7 @@ from ninja import NinjaAPI
 from ninja.renderers import JSONRenderer
 
 from piaowu.api.errors import ERROR_CODES_DOC, install_error_handlers
-from piaowu.api.v1 import events, sessions, venues
+from piaowu.api.v1 import events, live, sessions, venues
 
 DESCRIPTION = f"""Piaowu's public API.
 
@@ -38,4 +38,5 @@ api = NinjaAPI(
 install_error_handlers(api)
 api.add_router("/v1/", events.router)
 api.add_router("/v1/", sessions.router)
+api.add_router("/v1/", live.router)
 api.add_router("/v1/", venues.router)

@@ -1,11 +1,15 @@
 // Read-only seat map viewer: draws a session's seat map on a canvas, coloured by price tier,
 // with pan (drag), zoom (wheel, pinch, buttons) and tap-to-inspect. Fast for 40,000+ seats:
 // seats live in typed arrays and are drawn in one pass per colour.
+// Live: after the layout, it loads the seat states (GET …/seats) and follows changes over
+// server-sent events (GET …/live): held and sold seats turn grey, released ones get their
+// tier colour back. EventSource reconnects by itself; each (re)connection reloads the states.
 // All wording comes from data-* attributes rendered server-side in the user's language.
 
 const SEAT = 10; // seat-map units per seat (catalog.seatmaps.SEAT_SIZE)
 const BLOCKED = "#4b5563";
 const NO_TIER = "#6b7280";
+const TAKEN = "#374151"; // held or sold: greyed, just lighter than the background
 
 function format(template, values) {
   return template.replace(/\{(\w+)\}/g, (_, key) => values[key] ?? "");
@@ -26,7 +30,8 @@ function flatten(data, english) {
   const ys = new Float32Array(count);
   const colour = new Int16Array(count); // index into palette
   const meta = new Array(count);
-  const palette = [...tiers.map((t) => t.color), BLOCKED, NO_TIER];
+  const index = new Map(); // seat code "<section>-<row>-<number>" → seat index
+  const palette = [...tiers.map((t) => t.color), BLOCKED, NO_TIER, TAKEN];
   const sections = [];
   let i = 0;
   let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
@@ -41,7 +46,8 @@ function flatten(data, english) {
         xs[i] = x;
         ys[i] = y;
         colour[i] = flags.includes("b") ? tiers.length : tier >= 0 ? tier : tiers.length + 1;
-        meta[i] = { section: name, row: row.r, number, tier, blocked: flags.includes("b") };
+        meta[i] = { section: name, row: row.r, number, tier, blocked: flags.includes("b"), state: "" };
+        index.set(`${section.code}-${row.r}-${number}`, i);
         minX = Math.min(minX, x); maxX = Math.max(maxX, x);
         minY = Math.min(minY, y); maxY = Math.max(maxY, y);
         sx0 = Math.min(sx0, x); sy0 = Math.min(sy0, y); sx1 = Math.max(sx1, x);
@@ -51,7 +57,9 @@ function flatten(data, english) {
     if (sx0 !== Infinity) sections.push({ name, x: (sx0 + sx1) / 2, y: sy0 });
   }
   if (!count) { minX = minY = 0; maxX = maxY = 100; }
-  return { count, xs, ys, colour, meta, palette, sections, bounds: { minX, minY, maxX, maxY } };
+  const base = Int16Array.from(colour); // each seat's colour when available
+  const colours = { blocked: tiers.length, taken: tiers.length + 2 };
+  return { count, xs, ys, colour, base, colours, meta, index, palette, sections, bounds: { minX, minY, maxX, maxY } };
 }
 
 function setUp(root) {
@@ -158,7 +166,8 @@ function setUp(root) {
   function describe(i) {
     const m = map.meta[i];
     const where = format(labels.labelSeat, { section: m.section, row: m.row, number: m.number });
-    if (m.blocked) return `${where} — ${labels.labelBlocked}`;
+    if (m.blocked || m.state === "blocked") return `${where} — ${labels.labelBlocked}`;
+    if ((m.state === "held" || m.state === "sold") && labels.labelTaken) return `${where} — ${labels.labelTaken}`;
     const tier = tiers[m.tier];
     if (!tier) return where;
     // Prices are formatted server-side on the page's tier list.
@@ -232,6 +241,85 @@ function setUp(root) {
     else { fit(); draw(); }
   });
 
+  // --- Live seat states -------------------------------------------------------------------
+  let redrawQueued = false;
+  function redrawSoon() {
+    if (redrawQueued) return;
+    redrawQueued = true;
+    requestAnimationFrame(() => { redrawQueued = false; draw(); });
+  }
+
+  // changes: [[seat code, "available" | "held" | "sold" | "blocked"], …]
+  function applySeats(changes) {
+    for (const [code, state] of changes) {
+      const i = map.index.get(code);
+      if (i === undefined) continue;
+      map.meta[i].state = state;
+      map.colour[i] = state === "available" ? map.base[i]
+        : state === "blocked" ? map.colours.blocked : map.colours.taken;
+    }
+    if (selected >= 0) info.textContent = describe(selected);
+    redrawSoon();
+  }
+
+  function resetSeats() {
+    map.colour.set(map.base);
+    for (const m of map.meta) m.state = "";
+  }
+
+  // {"available": n, "tiers": {code: n}}: fill any figures the page marks for it.
+  function applyQuota(message) {
+    const number = (n) => Number(n).toLocaleString(document.documentElement.lang || undefined);
+    for (const el of document.querySelectorAll("[data-live-available]")) el.textContent = number(message.available);
+    for (const [code, n] of Object.entries(message.tiers || {})) {
+      for (const el of document.querySelectorAll(`[data-live-tier-available="${CSS.escape(code)}"]`)) el.textContent = number(n);
+    }
+  }
+
+  function apply(message) {
+    if (message.type === "seats") applySeats(message.changes || []);
+    else if (message.type === "quota") applyQuota(message);
+  }
+
+  function goLive() {
+    if (!window.EventSource) return;
+    const base = labels.seatmapUrl.replace(/\/seatmap\/?$/, "");
+    const liveUrl = labels.liveUrl || `${base}/live`;
+    const seatsUrl = labels.seatsUrl || `${base}/seats`;
+    const source = new EventSource(liveUrl);
+    let queued = null; // changes that arrive while the states load
+    const receive = (event) => {
+      let message;
+      try { message = JSON.parse(event.data); } catch { return; }
+      if (queued) queued.push(message);
+      else apply(message);
+    };
+    // "hello" opens every (re)connection: the server is subscribed, so load the states now and
+    // apply what arrived meanwhile after them. Changes missed while disconnected are covered.
+    source.addEventListener("hello", () => {
+      queued = [];
+      fetch(seatsUrl, { credentials: "same-origin", cache: "no-store" })
+        .then((response) => {
+          if (!response.ok) throw new Error(`HTTP ${response.status}`);
+          return response.json();
+        })
+        .then((data) => {
+          resetSeats();
+          applySeats(Object.entries(data.states || {}));
+        })
+        .catch(() => {}) // no states: keep the tier colours and still follow changes
+        .finally(() => {
+          const pending = queued || [];
+          queued = null;
+          for (const message of pending) apply(message);
+          root.dataset.live = "open";
+        });
+    });
+    source.addEventListener("seats", receive);
+    source.addEventListener("quota", receive);
+    source.addEventListener("error", () => { root.dataset.live = "reconnecting"; });
+  }
+
   new ResizeObserver(resize).observe(canvas);
   info.dataset.hint = info.textContent;
   info.textContent = labels.labelLoading;
@@ -248,6 +336,7 @@ function setUp(root) {
       fit();
       resize();
       root.dataset.ready = "true";
+      goLive();
     })
     .catch(() => {
       info.textContent = labels.labelFailed;
