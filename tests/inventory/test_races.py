@@ -164,25 +164,37 @@ def test_hold_expiry_racing_checkout_ends_consistent(
 ) -> None:
     clock = ThreadClock()
     monkeypatch.setattr("piaowu.core.clock.now", clock)
-    session = reserved_session()
-    hold = hold_seats(session=session, seat_codes=["M-1-5", "M-1-6"], holder_key="first")
-    settings.PIAOWU_INVENTORY_UNSAFE_READ_THEN_WRITE = unsafe
 
-    def work(i: int) -> Any:
-        own = Session.objects.get(pk=session.pk)
-        if i == 0:
-            clock.set(dt.timedelta(minutes=10) - dt.timedelta(seconds=1))
-            time.sleep(0.01)  # let the buyers read first
-            hold_convert(hold=Hold.objects.get(pk=hold.pk))
-            return "converted"
-        clock.set(dt.timedelta(minutes=11))
-        return hold_seats(session=own, seat_codes=["M-1-5", "M-1-6"], holder_key=f"b{i}")
+    def attempt() -> tuple[Session, Hold, list[Any], int]:
+        settings.PIAOWU_INVENTORY_UNSAFE_READ_THEN_WRITE = False
+        session = reserved_session()
+        hold = hold_seats(session=session, seat_codes=["M-1-5", "M-1-6"], holder_key="first")
+        settings.PIAOWU_INVENTORY_UNSAFE_READ_THEN_WRITE = unsafe
 
-    results = race(8, work)
-    oversell = seat_oversell(session, at=timezone.now() + dt.timedelta(minutes=11))
+        def work(i: int) -> Any:
+            own = Session.objects.get(pk=session.pk)
+            if i == 0:
+                clock.set(dt.timedelta(minutes=10) - dt.timedelta(seconds=1))
+                time.sleep(0.01)  # let the buyers read first
+                hold_convert(hold=Hold.objects.get(pk=hold.pk))
+                return "converted"
+            clock.set(dt.timedelta(minutes=11))
+            return hold_seats(session=own, seat_codes=["M-1-5", "M-1-6"], holder_key=f"b{i}")
+
+        results = race(8, work)
+        oversell = seat_oversell(session, at=timezone.now() + dt.timedelta(minutes=11))
+        return session, hold, results, oversell
+
     if unsafe:
+        # The control only has to show that the race can happen; thread scheduling on a
+        # loaded machine may line the threads up harmlessly once, so allow a few attempts.
+        for _ in range(5):
+            _session, _hold, results, oversell = attempt()
+            if oversell > 0:
+                break
         assert oversell > 0, results
         return
+    session, hold, results, oversell = attempt()
     assert oversell == 0, results
     winners = [r for r in results if isinstance(r, Hold) or r == "converted"]
     assert len(winners) == 1, results

@@ -107,7 +107,9 @@ def _publish_later(session: Session, message: dict[str, Any]) -> None:
 
 def _publish_seats(session: Session, changes: list[list[str]]) -> None:
     if changes:
-        _publish_later(session, {"type": "seats", "changes": changes})
+        # Plain strings in seat order: the database returns rows in no particular order.
+        ordered = sorted([str(code), str(state)] for code, state in changes)
+        _publish_later(session, {"type": "seats", "changes": ordered})
 
 
 def _publish_quota_later(session: Session) -> None:
