@@ -3,6 +3,7 @@
 piaowu demo                  # embedded SQLite under ./var/, demo data, serve on :8000
 piaowu serve --workers 4     # whatever DATABASE_URL / REDIS_URL say
 piaowu manage migrate        # any Django management command
+piaowu worker                # periodic jobs (hold sweep, sandbox notifications) until SIGTERM
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 EXIT_PORT_TAKEN = 2
 EXIT_DATABASE_UNREACHABLE = 3
@@ -114,7 +117,16 @@ def command_demo(args: argparse.Namespace) -> int:
     print(flush=True)
     if args.no_serve:
         return 0
+    _start_embedded_jobs()
     return _serve(args.host, args.port, 1, args.log_level)
+
+
+def _start_embedded_jobs() -> None:
+    """Embedded mode: the periodic jobs run in a daemon thread of the server process."""
+    from piaowu.cli.jobs import register_jobs
+    from piaowu.core.jobs import JobWorker
+
+    JobWorker(register_jobs()).start()
 
 
 def command_serve(args: argparse.Namespace) -> int:
@@ -148,6 +160,33 @@ def command_manage(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_worker(args: argparse.Namespace) -> int:
+    """Run the periodic jobs in the foreground until SIGTERM / SIGINT (or once with --once)."""
+    _setup_django()
+    if problem := database_problem():
+        return _fail(problem, EXIT_DATABASE_UNREACHABLE)
+    from piaowu.cli.jobs import register_jobs
+    from piaowu.core.jobs import JobWorker
+
+    jobs = register_jobs()
+    if args.once:
+        results = jobs.run_due()
+        for name, ok in sorted(results.items()):
+            print(f"{name}: {'ok' if ok else 'FAILED'}", flush=True)
+        return 0 if all(results.values()) else 1
+    worker = JobWorker(jobs, tick=args.tick)
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        print(f"piaowu worker: {signal.Signals(signum).name} received, stopping", flush=True)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    print(f"==> running periodic jobs: {', '.join(j.name for j in jobs.jobs())}", flush=True)
+    worker.run()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="piaowu", description="Piaowu ticketing platform")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -169,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve against DATABASE_URL")
     server_options(serve, workers=True)
     serve.set_defaults(handler=command_serve)
+
+    worker = commands.add_parser("worker", help="run the periodic background jobs")
+    worker.add_argument("--once", action="store_true", help="run the due jobs once, then exit")
+    worker.add_argument(
+        "--tick", type=float, default=1.0, help="seconds between checks for due jobs"
+    )
+    worker.set_defaults(handler=command_worker)
 
     manage = commands.add_parser("manage", help="run a Django management command")
     manage.add_argument("rest", nargs=argparse.REMAINDER)

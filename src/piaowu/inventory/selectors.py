@@ -9,7 +9,7 @@ from django.db.models import Sum
 
 from piaowu.catalog.models import CapacityMode, Seat, Session
 from piaowu.core import clock
-from piaowu.inventory.models import Quota, QuotaAllocation, SeatState
+from piaowu.inventory.models import Hold, Quota, QuotaAllocation, SeatState
 
 LOW_STOCK_SHARE = 0.10
 
@@ -89,3 +89,14 @@ def session_availability(session: Session) -> dict[str, Any]:
         "sold_out": available == 0,
         "low_stock": 0 < available < capacity * LOW_STOCK_SHARE,
     }
+
+
+def hold_for_holder(public_id: str, holder_key: str) -> Hold | None:
+    """The hold with this public id if `holder_key` owns it (else None: never reveal others'),
+    with its session, items, seats and tiers loaded for display."""
+    return (
+        Hold.objects.filter(public_id=public_id, holder_key=holder_key)
+        .select_related("session")
+        .prefetch_related("items__seat", "items__tier")
+        .first()
+    )

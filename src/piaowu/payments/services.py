@@ -212,3 +212,13 @@ def sandbox_refund(*, reference: str, refund_reference: str, amount: Money) -> S
         return SandboxRefund.objects.create(
             transaction=txn, refund_reference=refund_reference, amount=amount.amount
         )
+
+
+def sandbox_deliveries_redeliver(*, delivery_ids: list[int], now: datetime | None = None) -> int:
+    """Operator tool: make the selected undelivered notifications due right away (also ones
+    given up after `DELIVERY_MAX_ATTEMPTS`, which then get one more attempt). Returns how many
+    were rescheduled; delivered ones are left alone."""
+    now = now or clock.now()
+    return SandboxDelivery.objects.filter(pk__in=delivery_ids, delivered_at__isnull=True).update(
+        next_attempt_at=now
+    )

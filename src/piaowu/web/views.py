@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from piaowu.accounts.services import user_sign_up
-from piaowu.catalog.models import CapacityMode, Event, EventKind, Venue
+from piaowu.catalog.models import CapacityMode, Event, EventKind, Session, Venue
 from piaowu.catalog.selectors import SORTS as SEARCH_SORTS
 from piaowu.catalog.selectors import (
     categories,
@@ -194,6 +194,7 @@ def session_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "tiers": list(session.price_tiers.all()),
         "reserved": session.capacity_mode == CapacityMode.RESERVED and session.seat_map_id,
     }
+    context.update(hold_panel_context(session))
     return render(request, "web/session.html", context)
 
 
@@ -271,3 +272,29 @@ def signup(request: HttpRequest) -> HttpResponse:
             return redirect(_safe_next(request, reverse("web:home")))
     context = {"form": form, "next": _safe_next(request, "")}
     return render(request, "web/signup.html", context, status=400 if form.errors else 200)
+
+
+def hold_panel_context(session: Session) -> dict[str, Any]:
+    """What the session page's selection / hold panel needs: whether it sells now, the
+    per-customer limit, quantity choices per tier (general admission / daily) and how the site
+    formats money (symbol, decimals) so the script formats totals the same way."""
+    from piaowu.core.money import CURRENCY_EXPONENT, CURRENCY_SYMBOL
+    from piaowu.inventory.services import max_per_customer
+
+    limit = max_per_customer()
+    tiers = [t for t in session.price_tiers.all() if t.is_active]
+    currencies = {t.currency for t in tiers} | set(CURRENCY_EXPONENT)
+    return {
+        "selling": session.sales_state() == "on_sale" and bool(tiers),
+        "hold_limit": limit,
+        "hold_quantities": list(range(1, limit + 1)),
+        "hold_tiers": [
+            (t, list(range(max(1, t.min_per_order), min(limit, t.max_per_order) + 1)))
+            for t in tiers
+            if t.min_per_order <= min(limit, t.max_per_order)
+        ],
+        "money_formats": {
+            code: [CURRENCY_SYMBOL.get(code, ""), CURRENCY_EXPONENT.get(code, 2)]
+            for code in sorted(currencies)
+        },
+    }

@@ -5,6 +5,12 @@
 // server-sent events (GET …/live): held and sold seats turn grey, released ones get their
 // tier colour back. EventSource reconnects by itself; each (re)connection reloads the states.
 // All wording comes from data-* attributes rendered server-side in the user's language.
+// Selection: when the page has a hold panel (#hold-panel, sessions on sale), tapping an
+// available seat toggles it; the panel lists the chosen seats, holds them through the API
+// (POST /api/v1/sessions/<id>/holds), shows the hold with a countdown and releases it. Seats
+// someone else takes (live stream) drop out of the selection. For general admission / daily
+// sessions the same panel holds a quantity of a tier. `window.piaowuSeatmap` exposes
+// `seatCenter(code)` (viewport pixels) and `selection()` for tests.
 
 const SEAT = 10; // seat-map units per seat (catalog.seatmaps.SEAT_SIZE)
 const BLOCKED = "#4b5563";
@@ -62,7 +68,280 @@ function flatten(data, english) {
   return { count, xs, ys, colour, base, colours, meta, index, palette, sections, bounds: { minX, minY, maxX, maxY } };
 }
 
-function setUp(root) {
+// --- Money, formatted like the site's `money` template filter -----------------------------------
+
+let moneyFormats = null;
+function moneyFormat(currency) {
+  if (!moneyFormats) {
+    const el = document.getElementById("money-formats");
+    try { moneyFormats = el ? JSON.parse(el.textContent) : {}; } catch { moneyFormats = {}; }
+  }
+  const [symbol, places] = moneyFormats[currency] || ["", 2];
+  return { symbol, places };
+}
+
+// "180.00" → 18000 (minor units), so sums are exact.
+function toMinor(amount, currency) {
+  const { places } = moneyFormat(currency);
+  const [whole, fraction = ""] = String(amount).split(".");
+  const sign = whole.startsWith("-") ? -1 : 1;
+  const digits = (fraction + "0".repeat(places)).slice(0, places);
+  return sign * (Math.abs(parseInt(whole, 10)) * 10 ** places + (parseInt(digits || "0", 10) || 0));
+}
+
+function formatMoney(minor, currency) {
+  const { symbol, places } = moneyFormat(currency);
+  let text = (minor / 10 ** places).toLocaleString("en-US", { minimumFractionDigits: places, maximumFractionDigits: places });
+  if (text.includes(".") && /^0+$/.test(text.split(".")[1])) text = text.split(".")[0];
+  return symbol ? `${symbol}${text}` : `${text} ${currency}`;
+}
+
+// --- The selection / hold panel ------------------------------------------------------------
+
+class HoldPanel {
+  constructor(root) {
+    this.root = root;
+    this.labels = root.dataset;
+    this.mode = root.dataset.mode; // "seats" or "quantity"
+    this.limit = parseInt(root.dataset.limit, 10) || 6;
+    this.part = (name) => root.querySelector(`[data-part="${name}"]`);
+    this.map = null; // set by the seat map: { describe(i), tierOf(i), code(i), redraw() }
+    this.selected = new Map(); // seat code → seat index
+    this.pending = new Set(); // codes of an in-flight hold request
+    this.hold = null;
+    this.timer = 0;
+    this.storageKey = `piaowu-hold-${root.dataset.session}`;
+    root.addEventListener("click", (e) => this.onClick(e));
+    this.restore();
+  }
+
+  say(text) { this.part("message").textContent = text || ""; }
+
+  holdUrl(id) { return this.labels.holdUrl.replace("HOLD_ID", encodeURIComponent(id)); }
+
+  async request(method, url, body) {
+    const response = await fetch(url, {
+      method,
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": this.labels.csrf, Accept: "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (response.status === 204) return { ok: true, data: null };
+    let data = null;
+    try { data = await response.json(); } catch { data = null; }
+    return { ok: response.ok, status: response.status, data };
+  }
+
+  // --- Selection (reserved seating) ---
+  toggle(i) {
+    if (this.hold || this.mode !== "seats" || !this.map) return false;
+    const code = this.map.code(i);
+    if (this.selected.has(code)) {
+      this.selected.delete(code);
+    } else {
+      if (!this.map.available(i)) { this.say(this.labels.labelNotAvailable); return false; }
+      if (this.selected.size >= this.limit) { this.say(format(this.labels.labelLimit, { n: this.limit })); return false; }
+      const tier = this.map.tierOf(i);
+      const sameTier = [...this.selected.values()].filter((j) => this.map.tierOf(j) === tier).length;
+      if (tier && tier.max_per_order && sameTier >= tier.max_per_order) {
+        this.say(format(this.labels.labelLimitTier, { n: tier.max_per_order, tier: tier.name }));
+        return false;
+      }
+      this.selected.set(code, i);
+    }
+    this.say("");
+    this.render();
+    return true;
+  }
+
+  // Seats that stopped being available (live stream) leave the selection.
+  dropTaken(codes) {
+    const gone = codes.filter((code) => this.selected.has(code) && !this.pending.has(code));
+    if (!gone.length) return;
+    for (const code of gone) this.selected.delete(code);
+    this.say(format(this.labels.labelTakenLive, { seats: gone.join(", ") }));
+    this.render();
+  }
+
+  isMine(i) {
+    if (!this.map) return false;
+    const code = this.map.code(i);
+    return this.selected.has(code) || (this.hold && this.hold.items.some((item) => item.seat === code));
+  }
+
+  render() {
+    if (this.mode !== "seats") return;
+    const list = this.part("items");
+    list.replaceChildren();
+    let total = 0, currency = "";
+    for (const [code, i] of this.selected) {
+      const tier = this.map.tierOf(i);
+      const li = document.createElement("li");
+      li.className = "hold-item";
+      li.dataset.seat = code;
+      const name = document.createElement("span");
+      name.className = "hold-item-name";
+      name.textContent = this.map.where(i);
+      const price = document.createElement("span");
+      price.className = "hold-item-price";
+      if (tier) {
+        const minor = toMinor(tier.price.amount, tier.price.currency);
+        total += minor;
+        currency = tier.price.currency;
+        price.textContent = `${tier.name} ${formatMoney(minor, currency)}`;
+      }
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "hold-item-remove";
+      remove.dataset.action = "remove";
+      remove.dataset.seat = code;
+      remove.setAttribute("aria-label", format(this.labels.labelRemove, { seat: this.map.where(i) }));
+      remove.textContent = "×";
+      li.append(name, price, remove);
+      list.append(li);
+    }
+    const some = this.selected.size > 0;
+    this.part("empty").hidden = some;
+    this.part("total-row").hidden = !some;
+    this.part("total").textContent = some && currency ? formatMoney(total, currency) : "";
+    this.root.querySelector('[data-action="hold"]').disabled = !some;
+    this.root.classList.toggle("hold-panel-open", some);
+    this.map?.redraw();
+  }
+
+  // --- Holding ---
+  async create(body, codes = []) {
+    this.say(this.labels.labelHolding);
+    for (const button of this.root.querySelectorAll(".hold-choose button")) button.disabled = true;
+    for (const code of codes) this.pending.add(code);
+    try {
+      const { ok, data } = await this.request("POST", this.labels.holdsUrl, body);
+      if (ok && data) {
+        this.selected.clear();
+        this.show(data);
+        this.say("");
+        return;
+      }
+      if (data && data.code === "seat_taken") {
+        for (const code of (data.details && data.details.seats) || []) this.selected.delete(code);
+      }
+      this.say((data && data.message) || this.labels.labelFailed);
+    } catch {
+      this.say(this.labels.labelFailed);
+    } finally {
+      this.pending.clear();
+      for (const button of this.root.querySelectorAll(".hold-choose button")) button.disabled = false;
+      this.render();
+    }
+  }
+
+  show(hold) {
+    this.hold = hold;
+    try { sessionStorage.setItem(this.storageKey, hold.id); } catch { /* private mode */ }
+    const list = this.part("held-items");
+    list.replaceChildren();
+    for (const item of hold.items) {
+      const li = document.createElement("li");
+      li.className = "hold-item";
+      if (item.seat) li.dataset.seat = item.seat;
+      const name = document.createElement("span");
+      name.className = "hold-item-name";
+      const i = item.seat && this.map ? this.map.index(item.seat) : undefined;
+      name.textContent = item.seat
+        ? (i !== undefined ? this.map.where(i) : item.seat)
+        : format(this.labels.labelQuantityItem, { tier: item.tier_name, n: item.quantity });
+      const price = document.createElement("span");
+      price.className = "hold-item-price";
+      const unit = toMinor(item.unit_price.amount, item.unit_price.currency);
+      price.textContent = `${item.seat ? `${item.tier_name} ` : ""}${formatMoney(unit * item.quantity, item.unit_price.currency)}`;
+      li.append(name, price);
+      list.append(li);
+    }
+    this.part("held-total").textContent = formatMoney(toMinor(hold.total.amount, hold.total.currency), hold.total.currency);
+    const until = new Date(hold.expires_at);
+    const time = new Intl.DateTimeFormat(document.documentElement.lang || undefined, {
+      hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: this.labels.timezone || undefined,
+    }).format(until);
+    this.part("until").textContent = format(this.labels.labelHeld, { time });
+    this.part("choose").hidden = true;
+    this.part("result").hidden = false;
+    this.root.classList.add("hold-panel-open");
+    this.root.dataset.hold = hold.id;
+    clearInterval(this.timer);
+    const tick = () => {
+      const left = Math.max(0, Math.round((until.getTime() - Date.now()) / 1000));
+      const m = Math.floor(left / 60), sec = String(left % 60).padStart(2, "0");
+      this.part("countdown").textContent = format(this.labels.labelLeft, { time: `${m}:${sec}` });
+      if (left <= 0) this.clear(this.labels.labelExpired);
+    };
+    tick();
+    this.timer = setInterval(tick, 1000);
+    this.map?.redraw();
+  }
+
+  clear(message) {
+    clearInterval(this.timer);
+    this.hold = null;
+    try { sessionStorage.removeItem(this.storageKey); } catch { /* private mode */ }
+    delete this.root.dataset.hold;
+    this.part("choose").hidden = false;
+    this.part("result").hidden = true;
+    this.root.classList.remove("hold-panel-open");
+    this.say(message);
+    this.render();
+  }
+
+  async release() {
+    if (!this.hold) return;
+    try {
+      const { ok, status, data } = await this.request("DELETE", this.holdUrl(this.hold.id));
+      if (ok || status === 404) this.clear(this.labels.labelReleased);
+      else this.say((data && data.message) || this.labels.labelFailed);
+    } catch {
+      this.say(this.labels.labelFailed);
+    }
+  }
+
+  // A hold made before a reload is shown again while it lasts.
+  async restore() {
+    let id = null;
+    try { id = sessionStorage.getItem(this.storageKey); } catch { id = null; }
+    if (!id) return;
+    try {
+      const response = await fetch(this.holdUrl(id), { credentials: "same-origin", headers: { Accept: "application/json" } });
+      const data = response.ok ? await response.json() : null;
+      if (data && data.status === "active") this.show(data);
+      else sessionStorage.removeItem(this.storageKey);
+    } catch { /* keep the page usable */ }
+  }
+
+  onClick(e) {
+    const button = e.target.closest("button[data-action]");
+    if (!button || button.disabled) return;
+    const action = button.dataset.action;
+    if (action === "remove") {
+      const i = this.selected.get(button.dataset.seat);
+      if (i !== undefined) this.toggle(i);
+    } else if (action === "hold") {
+      const codes = [...this.selected.keys()];
+      if (codes.length) this.create({ seats: codes }, codes);
+    } else if (action === "best") {
+      const quantity = parseInt(this.part("best-quantity").value, 10);
+      const tier = this.part("best-tier").value || null;
+      this.selected.clear();
+      this.render();
+      this.create({ best_available: { quantity, tier } });
+    } else if (action === "hold-tier") {
+      const tier = button.dataset.tier;
+      const select = this.root.querySelector(`[data-quantity-for="${CSS.escape(tier)}"]`);
+      this.create({ tier, quantity: parseInt(select.value, 10) });
+    } else if (action === "release") {
+      this.release();
+    }
+  }
+}
+
+function setUp(root, panel) {
   const canvas = root.querySelector("canvas");
   const info = root.querySelector(".seatmap-info");
   const labels = root.dataset;
@@ -149,6 +428,14 @@ function setUp(root) {
       ctx.textBaseline = "bottom";
       for (const s of map.sections) ctx.fillText(s.name, ox + s.x * scale, oy + (s.y - SEAT) * scale);
     }
+    if (panel) {
+      ctx.strokeStyle = "#facc15";
+      ctx.lineWidth = 3;
+      for (let i = 0; i < map.count; i += 1) {
+        if (!panel.isMine(i)) continue;
+        ctx.strokeRect(ox + map.xs[i] * scale - half - 2, oy + map.ys[i] * scale - half - 2, size + 4, size + 4);
+      }
+    }
     if (selected >= 0) {
       ctx.strokeStyle = "#fff";
       ctx.lineWidth = 2;
@@ -218,7 +505,10 @@ function setUp(root) {
     if (pointers.has(e.pointerId) && pointers.size === 1 && moved < 6 && map) {
       const [cx, cy] = local(e);
       selected = pick(cx, cy);
-      if (selected >= 0) info.textContent = describe(selected);
+      if (selected >= 0) {
+        info.textContent = describe(selected);
+        if (panel) panel.toggle(selected);
+      }
       draw();
     }
     pointers.delete(e.pointerId);
@@ -251,14 +541,17 @@ function setUp(root) {
 
   // changes: [[seat code, "available" | "held" | "sold" | "blocked"], …]
   function applySeats(changes) {
+    const gone = [];
     for (const [code, state] of changes) {
       const i = map.index.get(code);
       if (i === undefined) continue;
       map.meta[i].state = state;
+      if (state !== "available") gone.push(code);
       map.colour[i] = state === "available" ? map.base[i]
         : state === "blocked" ? map.colours.blocked : map.colours.taken;
     }
     if (selected >= 0) info.textContent = describe(selected);
+    if (panel && gone.length) panel.dropTaken(gone);
     redrawSoon();
   }
 
@@ -320,6 +613,33 @@ function setUp(root) {
     source.addEventListener("error", () => { root.dataset.live = "reconnecting"; });
   }
 
+  // What the hold panel and tests may ask of the map.
+  const codes = () => {
+    if (!map.codes) { map.codes = new Array(map.count); for (const [code, i] of map.index) map.codes[i] = code; }
+    return map.codes;
+  };
+  function seatApi() {
+    return {
+      code: (i) => codes()[i],
+      index: (code) => map.index.get(code),
+      available: (i) => !map.meta[i].blocked && (map.meta[i].state === "" || map.meta[i].state === "available") && map.meta[i].tier >= 0,
+      tierOf: (i) => tiers[map.meta[i].tier] || null,
+      where: (i) => format(labels.labelSeat, { section: map.meta[i].section, row: map.meta[i].row, number: map.meta[i].number }),
+      redraw: redrawSoon,
+    };
+  }
+  window.piaowuSeatmap = {
+    // Centre of a seat in viewport (CSS) pixels, or null if unknown.
+    seatCenter(code) {
+      const i = map ? map.index.get(code) : undefined;
+      if (i === undefined) return null;
+      const r = canvas.getBoundingClientRect();
+      return { x: r.left + view.x + map.xs[i] * view.scale, y: r.top + view.y + map.ys[i] * view.scale };
+    },
+    selection: () => (panel ? [...panel.selected.keys()] : []),
+    state: (code) => (map && map.index.has(code) ? map.meta[map.index.get(code)].state || "available" : null),
+  };
+
   new ResizeObserver(resize).observe(canvas);
   info.dataset.hint = info.textContent;
   info.textContent = labels.labelLoading;
@@ -335,6 +655,7 @@ function setUp(root) {
       info.textContent = info.dataset.hint;
       fit();
       resize();
+      if (panel) panel.map = seatApi();
       root.dataset.ready = "true";
       goLive();
     })
@@ -343,4 +664,6 @@ function setUp(root) {
     });
 }
 
-for (const root of document.querySelectorAll(".seatmap[data-seatmap-url]")) setUp(root);
+const panelRoot = document.getElementById("hold-panel");
+const panel = panelRoot ? new HoldPanel(panelRoot) : null;
+for (const root of document.querySelectorAll(".seatmap[data-seatmap-url]")) setUp(root, panel?.mode === "seats" ? panel : null);

@@ -1,0 +1,34 @@
+"""The periodic jobs of the selling flow, registered with `piaowu.core.jobs`.
+
+They are registered here (presentation) because the core may not import the domain apps that
+own them. `piaowu worker` and the embedded `piaowu demo` both call `register_jobs()`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from piaowu.core.jobs import JobRegistry, registry
+
+HOLDS_SWEEP_EVERY = timedelta(seconds=30)
+SANDBOX_DELIVER_EVERY = timedelta(seconds=2)
+
+
+def _holds_sweep() -> int:
+    from piaowu.inventory.services import holds_sweep
+
+    return holds_sweep()
+
+
+def _sandbox_deliver_due() -> int:
+    from piaowu.payments.services import sandbox_deliver_due
+
+    return sandbox_deliver_due()
+
+
+def register_jobs(target: JobRegistry | None = None) -> JobRegistry:
+    """Register the selling flow's jobs (idempotent: registering again replaces them)."""
+    jobs = target if target is not None else registry
+    jobs.register("inventory.holds_sweep", HOLDS_SWEEP_EVERY, _holds_sweep)
+    jobs.register("payments.sandbox_deliver_due", SANDBOX_DELIVER_EVERY, _sandbox_deliver_due)
+    return jobs
