@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "piaowu.accounts",
     "piaowu.catalog",
     "piaowu.inventory",
+    "piaowu.orders",
     "piaowu.payments",
     "piaowu.web",
     "piaowu.console",

@@ -1,0 +1,119 @@
+"""Idempotency keys: a client that retries a request with the same `Idempotency-Key` gets the
+first response again instead of doing the work twice.
+
+`idempotent(scope=…, key=…, fingerprint=…, compute=…)`:
+
+* The first request inserts an `IdempotencyKey` row (status null = in progress) *before* it
+  computes; the unique constraint on (scope, key) makes the database pick exactly one first
+  request even when several arrive at once. It then runs `compute()` and stores the status and
+  JSON body. If `compute` raises, the row is deleted so the client may try again.
+* A later request with the same key and the same fingerprint gets the stored response;
+  `compute` is not run again. If the first one is still running it waits up to
+  `PIAOWU_IDEMPOTENCY_WAIT_SECONDS` (default 2) and then gets `idempotency_key_in_progress`
+  (HTTP 409 — retry later).
+* The same key with a different fingerprint (another request body / path) is a client bug:
+  `idempotency_key_reused` (HTTP 422 — the request is well-formed but cannot be processed as
+  asked; it is not a conflict a retry could resolve).
+
+The scope keeps clients apart: a user id, `anon:<ip>` or `partner:<id>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from piaowu.core.errors import DomainError
+from piaowu.core.models import IdempotencyKey
+
+DEFAULT_WAIT_SECONDS = 2.0
+POLL_SECONDS = 0.05
+MAX_KEY_LENGTH = 255
+
+
+def request_fingerprint(method: str, path: str, body: bytes) -> str:
+    """sha256 of method, path and body — what makes two requests "the same"."""
+    digest = hashlib.sha256()
+    for part in (method.upper().encode(), path.encode(), body):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def _error(code: str, message: str, status: int) -> DomainError:
+    error = DomainError(code, message)
+    error.status = status
+    return error
+
+
+def _wait_seconds() -> float:
+    return float(getattr(settings, "PIAOWU_IDEMPOTENCY_WAIT_SECONDS", DEFAULT_WAIT_SECONDS))
+
+
+def _stored(scope: str, key: str, fingerprint: str) -> tuple[int, dict[str, Any]] | None:
+    """The stored response, None while in progress; raises on a fingerprint mismatch."""
+    row = IdempotencyKey.objects.filter(scope=scope, key=key).first()
+    if row is None:
+        return None
+    if row.fingerprint != fingerprint:
+        raise _error(
+            "idempotency_key_reused",
+            _("This idempotency key was already used for a different request."),
+            422,
+        )
+    if row.status is None:
+        return None
+    return int(row.status), dict(row.body or {})
+
+
+def idempotent(
+    *,
+    scope: str,
+    key: str,
+    fingerprint: str,
+    compute: Callable[[], tuple[int, dict[str, Any]]],
+) -> tuple[int, dict[str, Any]]:
+    """Run `compute` once per (scope, key); see the module docstring. Errors:
+    `invalid_idempotency_key` (400), `idempotency_key_reused` (422),
+    `idempotency_key_in_progress` (409)."""
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise _error(
+            "invalid_idempotency_key",
+            _("The idempotency key must be 1–255 printable characters."),
+            400,
+        )
+    try:
+        with transaction.atomic():
+            row = IdempotencyKey.objects.create(scope=scope, key=key, fingerprint=fingerprint)
+    except IntegrityError:
+        deadline = time.monotonic() + _wait_seconds()
+        while True:
+            found = _stored(scope, key, fingerprint)
+            if found is not None:
+                return found
+            if not IdempotencyKey.objects.filter(scope=scope, key=key).exists():
+                # The first request failed and gave the key back: try it ourselves.
+                return idempotent(scope=scope, key=key, fingerprint=fingerprint, compute=compute)
+            if time.monotonic() >= deadline:
+                raise _error(
+                    "idempotency_key_in_progress",
+                    _("A request with this idempotency key is still being processed."),
+                    409,
+                ) from None
+            time.sleep(POLL_SECONDS)
+    try:
+        status, body = compute()
+    except BaseException:
+        IdempotencyKey.objects.filter(pk=row.pk).delete()
+        raise
+    IdempotencyKey.objects.filter(pk=row.pk).update(
+        status=status, body=body, completed_at=timezone.now()
+    )
+    return status, body

@@ -1,0 +1,68 @@
+"""Reads of orders: a buyer's own, a guest's by code + phone, and staff search by organizer."""
+
+from __future__ import annotations
+
+import hmac
+
+from django.db.models import Q, QuerySet
+from django.utils.translation import gettext as _
+
+from piaowu.accounts.models import User
+from piaowu.accounts.permissions import Perm, organizer_ids_with
+from piaowu.core.errors import NotFound
+from piaowu.orders.models import Order
+from piaowu.orders.services import normalize_phone
+
+
+def _not_found() -> NotFound:
+    return NotFound("order", _("No such order."))
+
+
+def _orders() -> QuerySet[Order]:
+    return Order.objects.select_related("session__event", "channel").prefetch_related("lines")
+
+
+def order_get_for_customer(*, public_id: str, customer: User) -> Order:
+    """The customer's own order; someone else's is `order_not_found`, like an unknown id."""
+    if not customer.is_authenticated:
+        raise _not_found()
+    order = _orders().filter(public_id=public_id, customer=customer).first()
+    if order is None:
+        raise _not_found()
+    return order
+
+
+def order_lookup(*, code: str, phone: str) -> Order:
+    """A guest's order by its code and the phone given at checkout. A wrong phone is the same
+    `order_not_found` as an unknown code, so the lookup cannot tell which part was wrong."""
+    code = code.strip().upper()
+    wanted = normalize_phone(phone)
+    order = _orders().filter(code=code).first() if code else None
+    stored = normalize_phone(order.contact_phone) if order is not None else ""
+    # Compare even when nothing was found, so both failures cost the same.
+    same = hmac.compare_digest(stored.encode(), wanted.encode())
+    if order is None or not wanted or not same:
+        raise _not_found()
+    return order
+
+
+def orders_for_customer(customer: User) -> QuerySet[Order]:
+    """The customer's orders, newest first."""
+    return _orders().filter(customer=customer).order_by("-created_at", "-id")
+
+
+def orders_search_for_staff(*, user: User, q: str = "") -> QuerySet[Order]:
+    """Orders of the organizers where `user` may view orders, optionally matching `q` (order
+    code, contact phone or e-mail), newest first."""
+    allowed = organizer_ids_with(user, Perm.ORDERS_VIEW)
+    orders = _orders().order_by("-created_at", "-id")
+    if allowed is not None:
+        orders = orders.filter(session__event__organizer_id__in=allowed)
+    q = q.strip()
+    if q:
+        digits = normalize_phone(q)
+        match = Q(code=q.upper()) | Q(contact_email__iexact=q)
+        if len(digits.lstrip("+")) >= 4:
+            match |= Q(contact_phone__contains=digits.lstrip("+"))
+        orders = orders.filter(match)
+    return orders

@@ -1,0 +1,249 @@
+"""Checkout, payment, cancellation and expiry of orders — the only writer of `orders.models`.
+
+Every state change goes through `orders.states.transition` (conditional update + history row).
+An order in `awaiting_payment` keeps its seats through its hold, which checkout makes last until
+the payment deadline; paying converts the hold in the same transaction as the order's
+`awaiting_payment → paid`, and cancelling / expiring releases it in the same transaction as the
+order's change. No service holds a row lock while waiting for anything outside the database.
+
+Error codes: `hold_not_yours`, `hold_expired`, `hold_converted`, `hold_empty`,
+`channel_mismatch`, `channel_inactive`, `contact_required`, `mixed_currency`,
+`illegal_transition`, `order_state_changed` (409), `order_not_payable` (409, details `state`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
+
+from piaowu.accounts.models import User
+from piaowu.catalog.models import SalesChannel
+from piaowu.core import clock
+from piaowu.core.errors import DomainError
+from piaowu.inventory.checkout import hold_extend_until
+from piaowu.inventory.models import Hold
+from piaowu.inventory.services import hold_convert, hold_release
+from piaowu.orders.models import Order, OrderHistory, OrderLine
+from piaowu.orders.states import PAID_STATES, OrderState, transition
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PAYMENT_DEADLINE_SECONDS = 15 * 60
+EXPIRE_BATCH = 500
+_PHONE_RE = re.compile(r"^\+?[0-9][0-9 \-]{4,30}$")
+
+
+def payment_window() -> timedelta:
+    return timedelta(
+        seconds=int(
+            getattr(settings, "PIAOWU_PAYMENT_DEADLINE_SECONDS", DEFAULT_PAYMENT_DEADLINE_SECONDS)
+        )
+    )
+
+
+def normalize_phone(phone: str) -> str:
+    """Digits (and a leading +) only, so "138 0013-8000" and "13800138000" match."""
+    phone = phone.strip()
+    digits = re.sub(r"\D", "", phone)
+    return f"+{digits}" if phone.startswith("+") else digits
+
+
+def _not_payable(order: Order) -> DomainError:
+    error = DomainError(
+        "order_not_payable",
+        _("This order can no longer be paid."),
+        {"state": order.state, "order": order.public_id},
+    )
+    error.status = 409
+    return error
+
+
+def _hold_not_yours() -> DomainError:
+    error = DomainError("hold_not_yours", _("This reservation belongs to someone else."))
+    error.status = 403
+    return error
+
+
+# --- Checkout ------------------------------------------------------------------------------------
+
+
+def _check_checkout(
+    hold: Hold, channel: SalesChannel, customer: User | None, phone: str, email: str
+) -> None:
+    organizer_id = hold.session.event.organizer_id
+    if channel.organizer_id != organizer_id:
+        raise DomainError("channel_mismatch", _("This sales channel does not sell this session."))
+    if not channel.is_active:
+        raise DomainError("channel_inactive", _("This sales channel is closed."))
+    if phone and not _PHONE_RE.match(phone):
+        raise DomainError("invalid_phone", _("Enter a valid phone number."), {"field": "phone"})
+    if customer is None and not phone:
+        raise DomainError(
+            "contact_required",
+            _("Enter a phone number so you can find your order again."),
+            {"field": "phone"},
+        )
+    if hold.status == Hold.Status.CONVERTED:
+        raise DomainError("hold_converted", _("These tickets were already bought."))
+    if hold.status != Hold.Status.ACTIVE or hold.expires_at < clock.now():
+        raise DomainError(
+            "hold_expired",
+            _("Your reservation has expired; please choose again."),
+            {"hold": hold.public_id},
+        )
+
+
+def order_checkout(
+    *,
+    hold: Hold,
+    channel: SalesChannel,
+    holder_key: str,
+    customer: User | None = None,
+    contact_phone: str = "",
+    contact_email: str = "",
+    now: datetime | None = None,
+) -> Order:
+    """Turn a hold into an order awaiting payment, priced from the hold's items, and make the
+    hold last until the payment deadline. Checking out the same hold again returns the existing
+    order (also when two requests race). Errors: `hold_not_yours`, `hold_expired` (expired or
+    released), `hold_converted`, `hold_empty`, `channel_mismatch`, `channel_inactive`,
+    `invalid_phone`, `contact_required`, `mixed_currency`."""
+    hold = Hold.objects.select_related("session__event").get(pk=hold.pk)
+    if hold.holder_key != holder_key:
+        raise _hold_not_yours()
+    existing = Order.objects.filter(hold=hold).first()
+    if existing is not None:
+        return existing
+    contact_phone = contact_phone.strip()
+    contact_email = contact_email.strip()
+    _check_checkout(hold, channel, customer, contact_phone, contact_email)
+    items = list(hold.items.select_related("tier", "seat").order_by("id"))
+    if not items:
+        raise DomainError("hold_empty", _("This reservation holds no tickets."))
+    currencies = {item.tier.currency for item in items}
+    if len(currencies) != 1:
+        raise DomainError(
+            "mixed_currency", _("Tickets in different currencies cannot be bought together.")
+        )
+    currency = currencies.pop()
+    total = sum((Decimal(item.tier.price) * item.quantity for item in items), Decimal(0))
+    now = now or clock.now()
+    deadline = now + payment_window()
+    try:
+        with transaction.atomic():
+            hold_extend_until(hold=hold, until=deadline)
+            order = Order.objects.create(
+                session=hold.session,
+                channel=channel,
+                customer=customer,
+                contact_phone=contact_phone,
+                contact_email=contact_email,
+                hold=hold,
+                state=OrderState.AWAITING_PAYMENT,
+                total_amount=total,
+                currency=currency,
+                payment_deadline=deadline,
+            )
+            OrderLine.objects.bulk_create(
+                OrderLine(
+                    order=order,
+                    tier=item.tier,
+                    seat=item.seat,
+                    quantity=item.quantity,
+                    unit_price=item.tier.price,
+                    currency=item.tier.currency,
+                )
+                for item in items
+            )
+            OrderHistory.objects.create(
+                order=order,
+                from_state="",
+                to_state=OrderState.AWAITING_PAYMENT,
+                actor=customer,
+                reason="checkout",
+                at=now,
+            )
+    except IntegrityError:
+        # A concurrent checkout of the same hold committed first: that order is the answer.
+        existing = Order.objects.filter(hold=hold).first()
+        if existing is None:
+            raise
+        return existing
+    return order
+
+
+# --- Cancel, expire, pay -------------------------------------------------------------------------
+
+
+def order_cancel(*, order: Order, actor: User | None = None, reason: str = "") -> Order:
+    """awaiting_payment → cancelled; the seats go back at once. Errors: `illegal_transition`,
+    `order_state_changed`."""
+    order.refresh_from_db()
+    with transaction.atomic():
+        transition(order, OrderState.CANCELLED, actor=actor, reason=reason or "cancelled")
+        hold_release(hold=order.hold)
+    return order
+
+
+def _expire_one(order: Order, now: datetime) -> bool:
+    """Expire one overdue order; False when someone else changed it first."""
+    try:
+        with transaction.atomic():
+            transition(order, OrderState.EXPIRED, reason="payment deadline passed", now=now)
+            hold_release(hold=order.hold)
+    except DomainError as exc:
+        if exc.code in {"order_state_changed", "illegal_transition"}:
+            return False
+        raise
+    return True
+
+
+def order_expire_overdue(*, now: datetime | None = None) -> int:
+    """Expire every order still awaiting payment after its deadline and give its seats back.
+    Safe to run concurrently (each order changes in its own short transaction, guarded by its
+    state). Returns how many orders this call expired."""
+    now = now or clock.now()
+    overdue = list(
+        Order.objects.filter(state=OrderState.AWAITING_PAYMENT, payment_deadline__lt=now)
+        .select_related("hold__session")
+        .order_by("payment_deadline", "id")[:EXPIRE_BATCH]
+    )
+    return sum(1 for order in overdue if _expire_one(order, now))
+
+
+def order_mark_paid(*, order: Order, paid_at: datetime | None = None) -> Order:
+    """awaiting_payment → paid and the hold's seats sold, in one transaction. Paying an order
+    that is already paid (or later) returns it unchanged. Errors: `order_not_payable` (409,
+    details `state`: the order was cancelled or expired — or its hold ran out, which expires
+    it now — so the caller refunds the payment)."""
+    order.refresh_from_db()
+    if order.state in PAID_STATES:
+        return order
+    if order.state != OrderState.AWAITING_PAYMENT:
+        raise _not_payable(order)
+    now = clock.now()
+    try:
+        with transaction.atomic():
+            transition(order, OrderState.PAID, reason="payment", fields={"paid_at": paid_at or now})
+            hold_convert(hold=order.hold)
+    except DomainError as exc:
+        order.refresh_from_db()
+        if exc.code == "order_state_changed":
+            if order.state in PAID_STATES:
+                return order
+            raise _not_payable(order) from exc
+        if exc.code == "hold_expired":
+            # The seats are gone (the hold ran out or was released): the order cannot be paid.
+            _expire_one(order, now)
+            order.refresh_from_db()
+            if order.state in PAID_STATES:
+                return order
+            raise _not_payable(order) from exc
+        raise
+    return order
