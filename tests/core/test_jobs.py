@@ -70,6 +70,7 @@ def test_the_selling_flow_jobs_are_registered_with_their_intervals() -> None:
     every = {job.name: job.every for job in jobs.jobs()}
     assert every == {
         "inventory.holds_sweep": timedelta(seconds=30),
+        "orders.expire_overdue": timedelta(seconds=15),
         "payments.sandbox_deliver_due": timedelta(seconds=2),
     }
 
@@ -77,7 +78,11 @@ def test_the_selling_flow_jobs_are_registered_with_their_intervals() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_the_registered_jobs_run_against_the_database() -> None:
     jobs = register_jobs(JobRegistry())
-    assert jobs.run_due() == {"inventory.holds_sweep": 1, "payments.sandbox_deliver_due": 1}
+    assert jobs.run_due() == {
+        "inventory.holds_sweep": 1,
+        "orders.expire_overdue": 1,
+        "payments.sandbox_deliver_due": 1,
+    }
 
 
 def test_the_worker_thread_runs_due_jobs_until_stopped() -> None:

@@ -9,20 +9,26 @@ from __future__ import annotations
 from datetime import timedelta
 
 from piaowu.core.jobs import JobRegistry, registry
+from piaowu.inventory.services import holds_sweep
+from piaowu.orders.services import order_expire_overdue
+from piaowu.payments.services import sandbox_deliver_due
 
 HOLDS_SWEEP_EVERY = timedelta(seconds=30)
+ORDERS_EXPIRE_EVERY = timedelta(seconds=15)
 SANDBOX_DELIVER_EVERY = timedelta(seconds=2)
 
 
 def _holds_sweep() -> int:
-    from piaowu.inventory.services import holds_sweep
-
     return holds_sweep()
 
 
-def _sandbox_deliver_due() -> int:
-    from piaowu.payments.services import sandbox_deliver_due
+def _orders_expire_overdue() -> int:
+    # Seats of an unpaid order return when its deadline passes (availability already treats
+    # the expired hold as free); this moves the order itself to `expired`.
+    return order_expire_overdue()
 
+
+def _sandbox_deliver_due() -> int:
     return sandbox_deliver_due()
 
 
@@ -30,5 +36,6 @@ def register_jobs(target: JobRegistry | None = None) -> JobRegistry:
     """Register the selling flow's jobs (idempotent: registering again replaces them)."""
     jobs = target if target is not None else registry
     jobs.register("inventory.holds_sweep", HOLDS_SWEEP_EVERY, _holds_sweep)
+    jobs.register("orders.expire_overdue", ORDERS_EXPIRE_EVERY, _orders_expire_overdue)
     jobs.register("payments.sandbox_deliver_due", SANDBOX_DELIVER_EVERY, _sandbox_deliver_due)
     return jobs
