@@ -45,6 +45,7 @@ from piaowu.payments.providers.base import (
     invalid_signature,
     malformed,
     provider_error,
+    require_yuan,
 )
 
 NAME = "alipay"
@@ -126,7 +127,7 @@ class AlipayProvider:
         self.client._config.timeout = config.timeout
 
     def start(self, request: PaymentRequest) -> PaymentStart:
-        amount = _cny(request.amount)
+        amount = require_yuan(request.amount, provider=NAME)
         extra: dict[str, Any] = {}
         if request.expires_at is not None:
             extra["time_expire"] = request.expires_at.astimezone(ALIPAY_TZ).strftime(TIME_FORMAT)
@@ -226,7 +227,7 @@ class AlipayProvider:
 
     def refund(self, *, reference: str, refund_reference: str, amount: Money) -> RefundResult:
         """Alipay is idempotent on `out_request_no`: asking again returns the first refund."""
-        amount = _cny(amount)
+        amount = require_yuan(amount, provider=NAME)
         response = self._call(
             self.client.api_alipay_trade_refund,
             refund_amount=str(amount.amount),
@@ -257,16 +258,6 @@ class AlipayProvider:
         if not isinstance(response, dict):
             raise provider_error(self.name, "unexpected response")
         return response
-
-
-def _cny(amount: Money) -> Money:
-    if amount.currency != "CNY":
-        raise DomainError(
-            "payment_currency_unsupported",
-            _("This payment method only accepts Chinese yuan."),
-            {"provider": NAME, "currency": amount.currency},
-        )
-    return amount.quantized()
 
 
 def _parse_time(value: str) -> datetime | None:

@@ -136,6 +136,17 @@ def stale(details: dict[str, Any] | None = None) -> DomainError:
     )
 
 
+def require_yuan(amount: Money, *, provider: str) -> Money:
+    """`amount` rounded to fen; Alipay and WeChat Pay settle in CNY only."""
+    if amount.currency != "CNY":
+        raise DomainError(
+            "payment_currency_unsupported",
+            _("This payment method only accepts Chinese yuan."),
+            {"provider": provider, "currency": amount.currency},
+        )
+    return amount.quantized()
+
+
 def provider_error(provider: str, reason: str) -> DomainError:
     return DomainError(
         "payment_provider_error",

@@ -47,6 +47,7 @@ from piaowu.payments.providers.base import (
     normalize_headers,
     provider_error,
     remember_nonce,
+    require_yuan,
 )
 
 NAME = "wechat"
@@ -296,13 +297,7 @@ class WechatPayProvider:
 
 
 def _fen(amount: Money) -> int:
-    if amount.currency != "CNY":
-        raise DomainError(
-            "payment_currency_unsupported",
-            _("This payment method only accepts Chinese yuan."),
-            {"provider": NAME, "currency": amount.currency},
-        )
-    return int(amount.quantized().amount * 100)
+    return int(require_yuan(amount, provider=NAME).amount * 100)
 
 
 def _resource(text: str) -> dict[str, str]:
