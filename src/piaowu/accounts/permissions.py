@@ -72,9 +72,3 @@ def require_perm(user: User | None, organizer: Organizer | int, perm: Perm) -> N
             _("You do not have permission to do this for this organizer."),
             {"permission": str(perm)},
         )
-
-
-def is_staff_anywhere(user: User | None) -> bool:
-    if user is None or not user.is_authenticated or not user.is_active:
-        return False
-    return user.is_superuser or bool(_active_memberships(user))

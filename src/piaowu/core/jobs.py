@@ -1,8 +1,8 @@
 """Periodic background jobs without a task server.
 
-Outer layers register plain functions with `register_periodic(name, every, func)`; `run_due()`
-runs every job whose interval has passed since its last run, and `JobWorker` calls `run_due()`
-in a loop (foreground for `piaowu worker`, a daemon thread inside `piaowu demo`).
+Outer layers register plain functions with `registry.register(name, every, func)`;
+`registry.run_due()` runs every job whose interval has passed since its last run, and
+`JobWorker` calls it in a loop (foreground for `piaowu worker`, a daemon thread inside `piaowu demo`).
 
 Jobs must be idempotent and safe to run concurrently with another worker (they use row locks /
 `skip_locked`), because last runs are remembered in this process's memory only: two worker
@@ -105,16 +105,8 @@ def _close_old_connections() -> None:
     close_old_connections()
 
 
-#: The process-wide registry used by `register_periodic` / `run_due` / `JobWorker`.
+#: The process-wide registry that `JobWorker` runs by default.
 registry = JobRegistry()
-
-
-def register_periodic(name: str, every: timedelta, func: JobFunc) -> PeriodicJob:
-    return registry.register(name, every, func)
-
-
-def run_due(now: datetime | None = None) -> dict[str, int]:
-    return registry.run_due(now)
 
 
 class JobWorker:
@@ -130,10 +122,6 @@ class JobWorker:
         self.tick = tick
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
 
     def run(self) -> None:
         names = ", ".join(job.name for job in self.registry.jobs()) or "none"
