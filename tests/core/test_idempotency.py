@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from piaowu.core.errors import DomainError
 from piaowu.core.idempotency import idempotent, request_fingerprint
@@ -94,6 +96,25 @@ def test_a_request_still_in_progress_is_reported(db: None, settings: Any) -> Non
     assert exc.value.code == "idempotency_key_in_progress"
     assert exc.value.status == 409
     assert compute.calls == 0
+
+
+def test_a_first_request_that_died_is_taken_over_after_the_abandon_time(
+    db: None, settings: Any
+) -> None:
+    settings.PIAOWU_IDEMPOTENCY_WAIT_SECONDS = 0.1
+    settings.PIAOWU_IDEMPOTENCY_ABANDON_SECONDS = 60
+    row = IdempotencyKey.objects.create(scope="user:1", key="k1", fingerprint=FP)
+    # Its process was killed 61 s ago: the row never got a status.
+    IdempotencyKey.objects.filter(pk=row.pk).update(
+        created_at=timezone.now() - timedelta(seconds=61)
+    )
+    compute = Counter()
+    assert idempotent(scope="user:1", key="k1", fingerprint=FP, compute=compute) == (
+        201,
+        {"order": "A1"},
+    )
+    assert compute.calls == 1
+    assert IdempotencyKey.objects.get(scope="user:1", key="k1").status == 201
 
 
 @pytest.mark.postgres

@@ -15,6 +15,11 @@ first response again instead of doing the work twice.
   `idempotency_key_reused` (HTTP 422 — the request is well-formed but cannot be processed as
   asked; it is not a conflict a retry could resolve).
 
+* A first request that died without raising (its process was killed) leaves its row in
+  progress. After `PIAOWU_IDEMPOTENCY_ABANDON_SECONDS` (default 60, longer than any request may
+  run) a retry takes the key over: one conditional delete of the stale row, so exactly one
+  retry wins.
+
 The scope keeps clients apart: a user id, `anon:<ip>` or `partner:<id>`.
 """
 
@@ -23,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -34,6 +40,7 @@ from piaowu.core.errors import DomainError
 from piaowu.core.models import IdempotencyKey
 
 DEFAULT_WAIT_SECONDS = 2.0
+DEFAULT_ABANDON_SECONDS = 60.0
 POLL_SECONDS = 0.05
 MAX_KEY_LENGTH = 255
 
@@ -55,6 +62,18 @@ def _error(code: str, message: str, status: int) -> DomainError:
 
 def _wait_seconds() -> float:
     return float(getattr(settings, "PIAOWU_IDEMPOTENCY_WAIT_SECONDS", DEFAULT_WAIT_SECONDS))
+
+
+def _reclaim_abandoned(scope: str, key: str) -> bool:
+    """Delete the key if its first request has been in progress too long; True if we did."""
+    seconds = float(
+        getattr(settings, "PIAOWU_IDEMPOTENCY_ABANDON_SECONDS", DEFAULT_ABANDON_SECONDS)
+    )
+    cutoff = timezone.now() - timedelta(seconds=seconds)
+    deleted, _rows = IdempotencyKey.objects.filter(
+        scope=scope, key=key, status__isnull=True, created_at__lt=cutoff
+    ).delete()
+    return deleted > 0
 
 
 def _stored(scope: str, key: str, fingerprint: str) -> tuple[int, dict[str, Any]] | None:
@@ -98,8 +117,10 @@ def idempotent(
             found = _stored(scope, key, fingerprint)
             if found is not None:
                 return found
-            if not IdempotencyKey.objects.filter(scope=scope, key=key).exists():
-                # The first request failed and gave the key back: try it ourselves.
+            if _reclaim_abandoned(scope, key) or not (
+                IdempotencyKey.objects.filter(scope=scope, key=key).exists()
+            ):
+                # The first request failed (or died) and the key is free: try it ourselves.
                 return idempotent(scope=scope, key=key, fingerprint=fingerprint, compute=compute)
             if time.monotonic() >= deadline:
                 raise _error(

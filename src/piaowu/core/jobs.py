@@ -2,7 +2,8 @@
 
 Outer layers register plain functions with `registry.register(name, every, func)`;
 `registry.run_due()` runs every job whose interval has passed since its last run, and
-`JobWorker` calls it in a loop (foreground for `piaowu worker`, a daemon thread inside `piaowu demo`).
+`JobWorker` calls it in a loop (foreground for `piaowu worker`, a daemon thread inside
+`piaowu demo`).
 
 Jobs must be idempotent and safe to run concurrently with another worker (they use row locks /
 `skip_locked`), because last runs are remembered in this process's memory only: two worker

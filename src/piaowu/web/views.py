@@ -34,6 +34,8 @@ from piaowu.catalog.selectors import (
     venue_upcoming_sessions,
 )
 from piaowu.core.errors import DomainError, NotFound
+from piaowu.core.money import CURRENCY_EXPONENT, CURRENCY_SYMBOL
+from piaowu.inventory.services import max_per_customer
 from piaowu.web.forms import LoginForm, SignUpForm
 
 T = TypeVar("T")
@@ -278,9 +280,6 @@ def hold_panel_context(session: Session) -> dict[str, Any]:
     """What the session page's selection / hold panel needs: whether it sells now, the
     per-customer limit, quantity choices per tier (general admission / daily) and how the site
     formats money (symbol, decimals) so the script formats totals the same way."""
-    from piaowu.core.money import CURRENCY_EXPONENT, CURRENCY_SYMBOL
-    from piaowu.inventory.services import max_per_customer
-
     limit = max_per_customer()
     tiers = [t for t in session.price_tiers.all() if t.is_active]
     currencies = {t.currency for t in tiers} | set(CURRENCY_EXPONENT)
