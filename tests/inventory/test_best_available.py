@@ -86,3 +86,18 @@ def test_invalid_quantity(reserved_session: MakeSession) -> None:
         assert info.value.code == "invalid_quantity"
     assert not Hold.objects.filter(session=session).exists()
     hold_seats(session=session, seat_codes=["M-1-5", "M-1-6"], holder_key="x")
+
+
+def test_a_tier_change_during_the_sale_is_respected_at_once(reserved_session: MakeSession) -> None:
+    """The ranked windows are cached per seat-map version; the tiers are part of the key."""
+    tiers = [
+        TierSpec(code="std", name="普通", price=Decimal("100")),
+        TierSpec(code="vip", name="VIP", price=Decimal("500"), seat_type=SeatType.VIP),
+    ]
+    session = reserved_session(tiers=tiers, vip_rows=(3,))
+    first = hold_best_available(session=session, quantity=2, tier_code="vip", holder_key="a")
+    assert all(code.startswith("M-3-") for code in codes(first))
+    # The operator moves the "vip" tier to the standard seats; the VIP row is no longer in it.
+    session.price_tiers.filter(code="vip").update(seat_type=SeatType.STANDARD)
+    second = hold_best_available(session=session, quantity=2, tier_code="vip", holder_key="b")
+    assert not any(code.startswith("M-3-") for code in codes(second))

@@ -47,8 +47,8 @@ def refused(code: str, call: Callable[[], Any]) -> DomainError:
 def test_bucket_sizes_add_up_to_the_capacity() -> None:
     assert _bucket_sizes(1) == [1]
     assert _bucket_sizes(10) == [5, 5]
-    assert _bucket_sizes(1000) == [125] * 8
-    assert sum(_bucket_sizes(37)) == 37 and len(_bucket_sizes(37)) == 8
+    assert _bucket_sizes(1000) == [16] * 40 + [15] * 24  # at most 64 buckets
+    assert sum(_bucket_sizes(37)) == 37 and len(_bucket_sizes(37)) == 9  # at least 4 each
 
 
 def test_ensure_builds_session_and_tier_quotas_once(ga_session: MakeSession) -> None:

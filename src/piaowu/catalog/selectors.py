@@ -25,6 +25,7 @@ from piaowu.catalog.models import (
     Event,
     EventKind,
     PriceTier,
+    SalesChannel,
     Seat,
     SeatMap,
     SeatType,
@@ -310,6 +311,19 @@ def session_get(public_id: str) -> Session:
         )
     except Session.DoesNotExist as exc:
         raise NotFound("session", _("No such session."), {"id": public_id}) from exc
+
+
+def sales_channel_for(session: Session, kind: str = SalesChannel.Kind.WEB) -> SalesChannel:
+    """The organizer's channel of this kind (every organizer is created with web, box office
+    and kiosk); `channel_not_found` if an operator deleted it."""
+    channel = (
+        SalesChannel.objects.filter(organizer_id=session.event.organizer_id, kind=kind)
+        .order_by("-is_active", "pk")
+        .first()
+    )
+    if channel is None:
+        raise NotFound("channel", _("This session cannot be sold here."), {"kind": kind})
+    return channel
 
 
 def venue_get(public_id: str) -> Venue:

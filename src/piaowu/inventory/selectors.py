@@ -97,6 +97,6 @@ def hold_for_holder(public_id: str, holder_key: str) -> Hold | None:
     return (
         Hold.objects.filter(public_id=public_id, holder_key=holder_key)
         .select_related("session")
-        .prefetch_related("items__seat", "items__tier")
+        .prefetch_related("items__seat__section", "items__tier")
         .first()
     )

@@ -40,9 +40,11 @@ really oversells.
 from __future__ import annotations
 
 import random
+import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -71,7 +73,10 @@ from piaowu.inventory.selectors import session_availability
 DEFAULT_HOLD_TTL_SECONDS = 600
 DEFAULT_EXTENSION = timedelta(minutes=10)
 DEFAULT_MAX_PER_CUSTOMER = 6
-MAX_BUCKETS = 8
+MAX_BUCKETS = 64
+#: Tries of the lock-free bucket pick before locking all buckets, and the pause between them.
+TAKE_ATTEMPTS = 4
+TAKE_RETRY_SECONDS = 0.003
 BEST_AVAILABLE_ATTEMPTS = 12
 UNSAFE_PAUSE_SECONDS = 0.05
 
@@ -429,48 +434,106 @@ def hold_seats(
 # --- Best available -----------------------------------------------------------------------------
 
 
-def _best_candidates(
-    session: Session, quantity: int, tier_code: str | None, now: datetime
-) -> list[list[RowSeat]]:
-    all_seats = _row_seats(session)
-    if not all_seats:
-        return []
-    free_ids = set(
-        SeatState.objects.filter(session=session)
-        .filter(_free_q(now))
-        .values_list("seat_id", flat=True)
+@dataclass(frozen=True, slots=True)
+class _Windows:
+    """Every run of `quantity` adjacent seats a tier may sell on one seat-map version, best
+    first — what does not change while a session sells. Only the free/taken state is read per
+    request."""
+
+    segments: list[list[RowSeat]]
+    #: (segment index, start) of each window, sorted by score (central, then near the front).
+    ranked: list[tuple[int, int]]
+    code_of: dict[int, str]
+
+
+_WINDOWS_LOCK = threading.Lock()
+_WINDOWS: OrderedDict[tuple[Any, ...], _Windows] = OrderedDict()
+_WINDOWS_SIZE = 32
+
+
+def _static_windows(
+    session: Session, quantity: int, tier_code: str | None, tiers: list[PriceTier]
+) -> _Windows:
+    """The ranked windows, cached per process: seat-map versions are immutable, and the key
+    carries everything of the tiers that decides which seat sells at which tier."""
+    signature = tuple(
+        (t.pk, t.code, t.section_codes, t.seat_type, t.audience, str(t.price)) for t in tiers
     )
+    seat_map = session.seat_map
+    # The creation stamp guards against a reused pk (SQLite reuses rolled-back ids).
+    stamp = seat_map.created_at if seat_map is not None else None
+    key = (session.seat_map_id, stamp, quantity, tier_code, signature)
+    with _WINDOWS_LOCK:
+        cached = _WINDOWS.get(key)
+        if cached is not None:
+            _WINDOWS.move_to_end(key)
+            return cached
+    all_seats = _row_seats(session)
     blocked_ids = set(
         Seat.objects.filter(seat_map=session.seat_map, is_blocked=True).values_list("id", flat=True)
     )
-    tiers = list(session.price_tiers.filter(is_active=True))
-    centre_x = (min(s.x for s in all_seats) + max(s.x for s in all_seats)) / 2
-    front_y = min(s.y for s in all_seats)
-    taken = {s.code for s in all_seats if s.id not in free_ids or s.id in blocked_ids}
-    check_stranded = stranded_rule_enabled(session)
-    scored: list[tuple[float, list[RowSeat]]] = []
-    for seg in segments(all_seats):
-        for start in range(0, len(seg) - quantity + 1):
-            group = seg[start : start + quantity]
-            if any(s.code in taken for s in group):
-                continue
-            if tier_code is not None:
-                matches = [
-                    tier_for_seat(tiers, section_code=s.section, seat_type=s.seat_type)
-                    for s in group
-                ]
-                if any(t is None or t.code != tier_code for t in matches):
+    segs = segments(all_seats)
+    scored: list[tuple[float, int, int]] = []
+    if all_seats:
+        centre_x = (min(s.x for s in all_seats) + max(s.x for s in all_seats)) / 2
+        front_y = min(s.y for s in all_seats)
+        for index, seg in enumerate(segs):
+            for start in range(0, len(seg) - quantity + 1):
+                group = seg[start : start + quantity]
+                if any(s.id in blocked_ids for s in group):
                     continue
-            if couples_missing_partner(group):
-                continue
-            chosen = {s.code for s in group}
-            if check_stranded and stranded_seats([seg], taken=taken, chosen=chosen):
-                continue
-            cx = sum(s.x for s in group) / quantity
-            cy = sum(s.y for s in group) / quantity
-            scored.append((abs(cx - centre_x) + 0.75 * (cy - front_y), group))
-    scored.sort(key=lambda item: item[0])
-    return [group for _score, group in scored]
+                if tier_code is not None:
+                    matches = [
+                        tier_for_seat(tiers, section_code=s.section, seat_type=s.seat_type)
+                        for s in group
+                    ]
+                    if any(t is None or t.code != tier_code for t in matches):
+                        continue
+                if couples_missing_partner(group):
+                    continue
+                cx = sum(s.x for s in group) / quantity
+                cy = sum(s.y for s in group) / quantity
+                scored.append((abs(cx - centre_x) + 0.75 * (cy - front_y), index, start))
+    scored.sort()
+    windows = _Windows(
+        segments=segs,
+        ranked=[(index, start) for _score, index, start in scored],
+        code_of={s.id: s.code for s in all_seats},
+    )
+    with _WINDOWS_LOCK:
+        _WINDOWS[key] = windows
+        while len(_WINDOWS) > _WINDOWS_SIZE:
+            _WINDOWS.popitem(last=False)
+    return windows
+
+
+def _best_candidates(
+    session: Session, quantity: int, tier_code: str | None, now: datetime, *, limit: int
+) -> list[list[RowSeat]]:
+    """Up to `limit` free windows, best first, that strand no seat."""
+    tiers = list(session.price_tiers.filter(is_active=True))
+    windows = _static_windows(session, quantity, tier_code, tiers)
+    if not windows.ranked:
+        return []
+    taken_ids = set(
+        SeatState.objects.filter(session=session)
+        .exclude(_free_q(now))
+        .values_list("seat_id", flat=True)
+    )
+    taken = {windows.code_of[i] for i in taken_ids if i in windows.code_of}
+    check_stranded = stranded_rule_enabled(session)
+    found: list[list[RowSeat]] = []
+    for index, start in windows.ranked:
+        seg = windows.segments[index]
+        group = seg[start : start + quantity]
+        if any(s.id in taken_ids for s in group):
+            continue
+        if check_stranded and stranded_seats([seg], taken=taken, chosen={s.code for s in group}):
+            continue
+        found.append(group)
+        if len(found) >= limit:
+            break
+    return found
 
 
 def hold_best_available(
@@ -509,14 +572,26 @@ def hold_best_available(
     _check_on_sale(session)
     session_inventory_ensure(session)
     for _round in range(3):
-        candidates = _best_candidates(session, quantity, tier_code, clock.now())
+        candidates = _best_candidates(
+            session, quantity, tier_code, clock.now(), limit=BEST_AVAILABLE_ATTEMPTS
+        )
         if not candidates:
             break
-        for group in candidates[:BEST_AVAILABLE_ATTEMPTS]:
+        # The best window first; if someone took it meanwhile (at an on-sale everyone aims at
+        # the same best seats), the next ones in random order, so buyers spread out instead of
+        # colliding again on the second best.
+        # Seats a lost race reported taken rule out every later candidate that uses them.
+        rest = candidates[1:]
+        random.shuffle(rest)
+        known_taken: set[str] = set()
+        for group in [candidates[0], *rest]:
+            codes = [s.code for s in group]
+            if known_taken.intersection(codes):
+                continue
             try:
                 return hold_seats(
                     session=session,
-                    seat_codes=[s.code for s in group],
+                    seat_codes=codes,
                     holder_key=holder_key,
                     customer=customer,
                     ttl=ttl,
@@ -524,6 +599,7 @@ def hold_best_available(
             except DomainError as exc:
                 if exc.code not in {"seat_taken", "stranded_seat"}:
                     raise
+                known_taken.update(exc.details.get("seats", ()))
     raise DomainError(
         "not_enough_seats",
         _("There are not %(n)d seats together left.") % {"n": quantity},
@@ -551,7 +627,7 @@ def _reclaim(allocations: Any, now: datetime) -> int:
     freed = 0
     rows = list(
         allocations.filter(state=QuotaAllocation.State.ACTIVE, expires_at__lt=now)
-        .order_by("bucket__quota__tier_id", "bucket_id")
+        .order_by("bucket__quota__tier_id", "bucket_id", "id")
         .values_list("id", "bucket_id", "quantity")
     )
     for allocation_id, bucket_id, quantity in rows:
@@ -596,17 +672,27 @@ def _take_one_bucket(quota: Quota, quantity: int) -> int | None:
 
     PostgreSQL: one statement picks a random bucket with room that nobody has locked (SKIP
     LOCKED) and updates it, so buyers spread over the buckets and never wait on one another
-    here; a transaction holds at most one bucket of a quota from this step. (A plain
-    `UPDATE … WHERE taken + n <= capacity` tried bucket after bucket would keep the rows whose
-    re-check failed locked, and two buyers trying in different orders could deadlock.)
-    Elsewhere (SQLite serialises writers) the conditional updates are tried bucket by bucket.
+    here; a transaction holds at most one bucket of a quota from this step. If every bucket
+    with room is locked by buyers still in their transactions, it tries again a few
+    milliseconds later before the caller falls back to locking them all. (Waiting on a locked
+    bucket instead would keep the lock of a bucket whose room ran out while waiting, and two
+    buyers could deadlock; so would `UPDATE … WHERE taken + n <= capacity` tried bucket after
+    bucket.) Elsewhere (SQLite serialises writers) the conditional updates are tried bucket by
+    bucket.
     """
     if connection.vendor == "postgresql":
         sql = _TAKE_SKIP_LOCKED_SQL.format(table=QuotaBucket._meta.db_table)
         with connection.cursor() as cursor:
-            cursor.execute(sql, {"n": quantity, "quota": quota.pk})
-            row = cursor.fetchone()
-        return int(row[0]) if row else None
+            for attempt in range(TAKE_ATTEMPTS):
+                cursor.execute(sql, {"n": quantity, "quota": quota.pk})
+                row = cursor.fetchone()
+                if row:
+                    return int(row[0])
+                if attempt + 1 < TAKE_ATTEMPTS and _room(quota) >= quantity:
+                    time.sleep(TAKE_RETRY_SECONDS * (attempt + 1))
+                else:
+                    break
+        return None
     bucket_ids = list(quota.buckets.order_by("id").values_list("id", flat=True))
     if not bucket_ids:
         return None
@@ -687,6 +773,11 @@ def hold_quantity(
     if any(_room(q) < quantity for q in quotas):
         with transaction.atomic():
             _reclaim(QuotaAllocation.objects.filter(bucket__quota__in=quotas), now)
+        available = max(0, min(_room(q) for q in quotas))
+        if available < quantity:
+            # Sold out even after reclaiming expired holds: refuse without writing anything
+            # (at a hot on-sale most buyers arrive after this point).
+            raise _sold_out(available, tier)
     take: Callable[[Quota, int, Hold], bool] = _take_unsafe if _unsafe() else _take
     try:
         with transaction.atomic():
@@ -702,13 +793,16 @@ def hold_quantity(
                     raise _Short
             _publish_quota_later(session)
     except _Short:
-        available = max(0, min(_room(q) for q in quotas))
-        raise DomainError(
-            "sold_out",
-            _("Only %(n)d tickets left.") % {"n": available},
-            {"available": available, "tier": tier.code},
-        ) from None
+        raise _sold_out(max(0, min(_room(q) for q in quotas)), tier) from None
     return hold
+
+
+def _sold_out(available: int, tier: PriceTier) -> DomainError:
+    return DomainError(
+        "sold_out",
+        _("Only %(n)d tickets left.") % {"n": available},
+        {"available": available, "tier": tier.code},
+    )
 
 
 # --- Hold life cycle ----------------------------------------------------------------------------
@@ -837,6 +931,15 @@ def hold_convert(*, hold: Hold) -> None:
         if expected_allocations:
             _publish_quota_later(hold.session)
     hold.status = Hold.Status.CONVERTED
+
+
+def holds_adopt(*, holder_key: str, new_holder_key: str, customer: User) -> int:
+    """Move the active and converted holds of `holder_key` to `new_holder_key` (a buyer signed
+    in). Returns how many moved."""
+    _check_holder(new_holder_key)
+    return Hold.objects.filter(
+        holder_key=holder_key, status__in=[Hold.Status.ACTIVE, Hold.Status.CONVERTED]
+    ).update(holder_key=new_holder_key, customer=customer)
 
 
 def holds_sweep(*, now: datetime | None = None) -> int:
