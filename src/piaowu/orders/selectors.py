@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterable
 
 from django.db.models import Q, QuerySet
 from django.utils.translation import gettext as _
@@ -19,7 +20,9 @@ def _not_found() -> NotFound:
 
 
 def _orders() -> QuerySet[Order]:
-    return Order.objects.select_related("session__event", "channel").prefetch_related("lines")
+    return Order.objects.select_related(
+        "session__event", "session__venue", "channel"
+    ).prefetch_related("lines__tier", "lines__seat__section", "payments")
 
 
 def order_get_for_customer(*, public_id: str, customer: User) -> Order:
@@ -28,6 +31,25 @@ def order_get_for_customer(*, public_id: str, customer: User) -> Order:
         raise _not_found()
     order = _orders().filter(public_id=public_id, customer=customer).first()
     if order is None:
+        raise _not_found()
+    return order
+
+
+def order_get_for_buyer(
+    *, public_id: str, customer: User | None, holder_key: str, granted: Iterable[str] = ()
+) -> Order:
+    """An order its buyer may see: their own account's, one bought with their (anonymous)
+    holder key, or one in `granted` (ids a guest already looked up by code + phone in this
+    browser). Anything else is `order_not_found`, like an unknown id."""
+    order = _orders().select_related("hold").filter(public_id=public_id).first()
+    if order is None:
+        raise _not_found()
+    mine = (
+        (customer is not None and customer.is_authenticated and order.customer_id == customer.pk)
+        or (bool(holder_key) and order.hold.holder_key == holder_key)
+        or public_id in set(granted)
+    )
+    if not mine:
         raise _not_found()
     return order
 

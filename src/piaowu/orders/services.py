@@ -19,16 +19,25 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
 from piaowu.accounts.models import User
-from piaowu.catalog.models import SalesChannel
+from piaowu.catalog.models import SalesChannel, Session
 from piaowu.core import clock
 from piaowu.core.errors import DomainError
 from piaowu.inventory.checkout import hold_extend_until
+from piaowu.inventory.holders import user_holder_key
 from piaowu.inventory.models import Hold
-from piaowu.inventory.services import hold_convert, hold_release
+from piaowu.inventory.services import (
+    hold_best_available,
+    hold_convert,
+    hold_release,
+    hold_seats,
+    holds_adopt,
+)
 from piaowu.orders.models import Order, OrderHistory, OrderLine
 from piaowu.orders.states import PAID_STATES, OrderState, transition
 
@@ -54,7 +63,8 @@ def normalize_phone(phone: str) -> str:
     return f"+{digits}" if phone.startswith("+") else digits
 
 
-def _not_payable(order: Order) -> DomainError:
+def order_not_payable(order: Order) -> DomainError:
+    """`order_not_payable` (409): the order was cancelled, expired or is past its deadline."""
     error = DomainError(
         "order_not_payable",
         _("This order can no longer be paid."),
@@ -73,22 +83,36 @@ def _hold_not_yours() -> DomainError:
 # --- Checkout ------------------------------------------------------------------------------------
 
 
-def _check_checkout(
-    hold: Hold, channel: SalesChannel, customer: User | None, phone: str, email: str
+def _check_sale(
+    session: Session, channel: SalesChannel, customer: User | None, phone: str, email: str
 ) -> None:
-    organizer_id = hold.session.event.organizer_id
-    if channel.organizer_id != organizer_id:
+    """What every order needs whatever it is bought from: a channel of the session's organizer
+    that is open, and a way to reach the buyer (an account, or a phone number for a guest)."""
+    if channel.organizer_id != session.event.organizer_id:
         raise DomainError("channel_mismatch", _("This sales channel does not sell this session."))
     if not channel.is_active:
         raise DomainError("channel_inactive", _("This sales channel is closed."))
     if phone and not _PHONE_RE.match(phone):
         raise DomainError("invalid_phone", _("Enter a valid phone number."), {"field": "phone"})
+    if email:
+        try:
+            validate_email(email)
+        except ValidationError:
+            raise DomainError(
+                "invalid_email", _("Enter a valid e-mail address."), {"field": "email"}
+            ) from None
     if customer is None and not phone:
         raise DomainError(
             "contact_required",
             _("Enter a phone number so you can find your order again."),
             {"field": "phone"},
         )
+
+
+def _check_checkout(
+    hold: Hold, channel: SalesChannel, customer: User | None, phone: str, email: str
+) -> None:
+    _check_sale(hold.session, channel, customer, phone, email)
     if hold.status == Hold.Status.CONVERTED:
         raise DomainError("hold_converted", _("These tickets were already bought."))
     if hold.status != Hold.Status.ACTIVE or hold.expires_at < clock.now():
@@ -113,7 +137,7 @@ def order_checkout(
     hold last until the payment deadline. Checking out the same hold again returns the existing
     order (also when two requests race). Errors: `hold_not_yours`, `hold_expired` (expired or
     released), `hold_converted`, `hold_empty`, `channel_mismatch`, `channel_inactive`,
-    `invalid_phone`, `contact_required`, `mixed_currency`."""
+    `invalid_phone`, `invalid_email`, `contact_required`, `mixed_currency`."""
     hold = Hold.objects.select_related("session__event").get(pk=hold.pk)
     if hold.holder_key != holder_key:
         raise _hold_not_yours()
@@ -123,6 +147,39 @@ def order_checkout(
     contact_phone = contact_phone.strip()
     contact_email = contact_email.strip()
     _check_checkout(hold, channel, customer, contact_phone, contact_email)
+    now = now or clock.now()
+    deadline = now + payment_window()
+    try:
+        with transaction.atomic():
+            hold_extend_until(hold=hold, until=deadline)
+            return _order_create(
+                hold=hold,
+                channel=channel,
+                customer=customer,
+                contact_phone=contact_phone,
+                contact_email=contact_email,
+                deadline=deadline,
+                now=now,
+            )
+    except IntegrityError:
+        # A concurrent checkout of the same hold committed first: that order is the answer.
+        existing = Order.objects.filter(hold=hold).first()
+        if existing is None:
+            raise
+        return existing
+
+
+def _order_create(
+    *,
+    hold: Hold,
+    channel: SalesChannel,
+    customer: User | None,
+    contact_phone: str,
+    contact_email: str,
+    deadline: datetime,
+    now: datetime,
+) -> Order:
+    """The order, its lines priced from the hold's items and its first history row."""
     items = list(hold.items.select_related("tier", "seat").order_by("id"))
     if not items:
         raise DomainError("hold_empty", _("This reservation holds no tickets."))
@@ -133,58 +190,105 @@ def order_checkout(
         )
     currency = currencies.pop()
     total = sum((Decimal(item.tier.price) * item.quantity for item in items), Decimal(0))
-    now = now or clock.now()
-    deadline = now + payment_window()
-    try:
-        with transaction.atomic():
-            hold_extend_until(hold=hold, until=deadline)
-            order = Order.objects.create(
-                session=hold.session,
-                channel=channel,
-                customer=customer,
-                contact_phone=contact_phone,
-                contact_email=contact_email,
-                hold=hold,
-                state=OrderState.AWAITING_PAYMENT,
-                total_amount=total,
-                currency=currency,
-                payment_deadline=deadline,
-            )
-            OrderLine.objects.bulk_create(
-                OrderLine(
-                    order=order,
-                    tier=item.tier,
-                    seat=item.seat,
-                    quantity=item.quantity,
-                    unit_price=item.tier.price,
-                    currency=item.tier.currency,
-                )
-                for item in items
-            )
-            OrderHistory.objects.create(
-                order=order,
-                from_state="",
-                to_state=OrderState.AWAITING_PAYMENT,
-                actor=customer,
-                reason="checkout",
-                at=now,
-            )
-    except IntegrityError:
-        # A concurrent checkout of the same hold committed first: that order is the answer.
-        existing = Order.objects.filter(hold=hold).first()
-        if existing is None:
-            raise
-        return existing
+    order = Order.objects.create(
+        session=hold.session,
+        channel=channel,
+        customer=customer,
+        contact_phone=normalize_phone(contact_phone) if contact_phone else "",
+        contact_email=contact_email,
+        hold=hold,
+        state=OrderState.AWAITING_PAYMENT,
+        total_amount=total,
+        currency=currency,
+        payment_deadline=deadline,
+    )
+    OrderLine.objects.bulk_create(
+        OrderLine(
+            order=order,
+            tier=item.tier,
+            seat=item.seat,
+            quantity=item.quantity,
+            unit_price=item.tier.price,
+            currency=item.tier.currency,
+        )
+        for item in items
+    )
+    OrderHistory.objects.create(
+        order=order,
+        from_state="",
+        to_state=OrderState.AWAITING_PAYMENT,
+        actor=customer,
+        reason="checkout",
+        at=now,
+    )
+    if total == 0:
+        # Free tickets (invitations, 0-price tiers): nothing to pay, so no provider is involved;
+        # the order is paid and its seats sold in the same transaction.
+        transition(order, OrderState.PAID, actor=customer, reason="free", fields={"paid_at": now})
+        hold_convert(hold=hold)
     return order
+
+
+def order_purchase(
+    *,
+    session: Session,
+    channel: SalesChannel,
+    holder_key: str,
+    customer: User | None = None,
+    seat_codes: list[str] | None = None,
+    tier_code: str | None = None,
+    quantity: int | None = None,
+    contact_phone: str = "",
+    contact_email: str = "",
+) -> Order:
+    """Hold and check out in one transaction, for API clients that buy in one request: the named
+    `seat_codes`, or `quantity` best-available seats / admissions (of `tier_code`, required for
+    general admission). Either the order awaiting payment exists afterwards or nothing was held.
+    Errors: those of the hold services and of `order_checkout`."""
+    contact_phone = contact_phone.strip()
+    contact_email = contact_email.strip()
+    _check_sale(session, channel, customer, contact_phone, contact_email)
+    window = payment_window()
+    with transaction.atomic():
+        # The hold is made to last the payment window from the start, so it needs no extension:
+        # its expiry is the order's deadline.
+        if seat_codes is not None:
+            hold = hold_seats(
+                session=session,
+                seat_codes=seat_codes,
+                holder_key=holder_key,
+                customer=customer,
+                ttl=window,
+            )
+        else:
+            hold = hold_best_available(
+                session=session,
+                quantity=quantity or 0,
+                tier_code=tier_code,
+                holder_key=holder_key,
+                customer=customer,
+                ttl=window,
+            )
+        return _order_create(
+            hold=hold,
+            channel=channel,
+            customer=customer,
+            contact_phone=contact_phone,
+            contact_email=contact_email,
+            deadline=hold.expires_at,
+            now=clock.now(),
+        )
 
 
 # --- Cancel, expire, pay -------------------------------------------------------------------------
 
 
 def order_cancel(*, order: Order, actor: User | None = None, reason: str = "") -> Order:
-    """awaiting_payment → cancelled; the seats go back at once. Errors: `illegal_transition`,
-    `order_state_changed`."""
+    """awaiting_payment → cancelled; the seats go back at once. Cancelling a cancelled order
+    returns it unchanged. Errors: `illegal_transition`, `order_state_changed`."""
     order.refresh_from_db()
+    if order.state == OrderState.CANCELLED:
+        return order  # cancelling twice (a double click, a retry) is harmless
     with transaction.atomic():
         transition(order, OrderState.CANCELLED, actor=actor, reason=reason or "cancelled")
         hold_release(hold=order.hold)
@@ -217,6 +321,30 @@ def order_expire_overdue(*, now: datetime | None = None) -> int:
     return sum(1 for order in overdue if _expire_one(order, now))
 
 
+def order_expire_if_overdue(*, order: Order, now: datetime | None = None) -> bool:
+    """Expire this order now if it is still awaiting payment past its deadline (a late payment
+    just found it so; the sweep would do it on its next turn). True if this call expired it."""
+    now = now or clock.now()
+    order.refresh_from_db()
+    if order.state != OrderState.AWAITING_PAYMENT or order.payment_deadline >= now:
+        return False
+    return _expire_one(order, now)
+
+
+def buyer_adopt(*, holder_key: str, customer: User) -> int:
+    """Signing in keeps what the browser did anonymously: its orders become the account's and
+    its active holds move to the account's holder key. Returns how many holds moved."""
+    if not holder_key.startswith("anon:"):
+        return 0
+    with transaction.atomic():
+        Order.objects.filter(hold__holder_key=holder_key, customer__isnull=True).update(
+            customer=customer
+        )
+        return holds_adopt(
+            holder_key=holder_key, new_holder_key=user_holder_key(customer.pk), customer=customer
+        )
+
+
 def order_mark_paid(*, order: Order, paid_at: datetime | None = None) -> Order:
     """awaiting_payment → paid and the hold's seats sold, in one transaction. Paying an order
     that is already paid (or later) returns it unchanged. Errors: `order_not_payable` (409,
@@ -226,7 +354,7 @@ def order_mark_paid(*, order: Order, paid_at: datetime | None = None) -> Order:
     if order.state in PAID_STATES:
         return order
     if order.state != OrderState.AWAITING_PAYMENT:
-        raise _not_payable(order)
+        raise order_not_payable(order)
     now = clock.now()
     try:
         with transaction.atomic():
@@ -237,13 +365,13 @@ def order_mark_paid(*, order: Order, paid_at: datetime | None = None) -> Order:
         if exc.code == "order_state_changed":
             if order.state in PAID_STATES:
                 return order
-            raise _not_payable(order) from exc
+            raise order_not_payable(order) from exc
         if exc.code == "hold_expired":
             # The seats are gone (the hold ran out or was released): the order cannot be paid.
             _expire_one(order, now)
             order.refresh_from_db()
             if order.state in PAID_STATES:
                 return order
-            raise _not_payable(order) from exc
+            raise order_not_payable(order) from exc
         raise
     return order
