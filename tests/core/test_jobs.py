@@ -72,6 +72,8 @@ def test_the_selling_flow_jobs_are_registered_with_their_intervals() -> None:
         "inventory.holds_sweep": timedelta(seconds=30),
         "orders.expire_overdue": timedelta(seconds=15),
         "payments.sandbox_deliver_due": timedelta(seconds=2),
+        "payments.reconcile": timedelta(seconds=30),
+        "housekeeping": timedelta(hours=1),
     }
 
 
@@ -82,6 +84,8 @@ def test_the_registered_jobs_run_against_the_database() -> None:
         "inventory.holds_sweep": 1,
         "orders.expire_overdue": 1,
         "payments.sandbox_deliver_due": 1,
+        "payments.reconcile": 1,
+        "housekeeping": 1,
     }
 
 

@@ -96,3 +96,71 @@ class NotificationNonce(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider}:{self.nonce}"
+
+
+class Payment(PublicIdModel, TimestampedModel):
+    """One attempt to pay one order through one provider (a buyer may try several).
+
+    `reference` is what the provider knows the payment by. `settles_order` marks the single
+    payment that paid its order (a unique partial index): a second payment that also succeeds —
+    the buyer paid twice, or paid after the order expired — is refunded automatically.
+    """
+
+    class Status(models.TextChoices):
+        STARTED = "started", _("Started")
+        PAID = "paid", _("Paid")
+        FAILED = "failed", _("Failed")
+        CLOSED = "closed", _("Closed")
+        REFUNDING = "refunding", _("Refund in progress")
+        REFUNDED = "refunded", _("Refunded")
+
+    order = models.ForeignKey(
+        "orders.Order", on_delete=models.PROTECT, related_name="payments", verbose_name=_("order")
+    )
+    provider = models.CharField(_("provider"), max_length=20)
+    reference = models.CharField(_("reference"), max_length=64, unique=True)
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.STARTED
+    )
+    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
+    currency = models.CharField(_("currency"), max_length=3)
+    provider_transaction_id = models.CharField(
+        _("provider transaction id"), max_length=64, blank=True
+    )
+    redirect_url = models.CharField(_("redirect URL"), max_length=1000, blank=True)
+    qr_code_payload = models.CharField(_("QR code payload"), max_length=500, blank=True)
+    settles_order = models.BooleanField(_("settles the order"), default=False)
+    paid_at = models.DateTimeField(_("paid at"), null=True, blank=True)
+    refund_reason = models.CharField(_("refund reason"), max_length=40, blank=True)
+    refunded_at = models.DateTimeField(_("refunded at"), null=True, blank=True)
+    last_checked_at = models.DateTimeField(_("last queried at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("payment")
+        verbose_name_plural = _("payments")
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["order"],
+                condition=models.Q(settles_order=True),
+                name="payment_one_settles_order",
+            ),
+            models.UniqueConstraint(
+                fields=["provider", "provider_transaction_id"],
+                condition=~models.Q(provider_transaction_id=""),
+                name="payment_provider_txn_unique",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    status__in=["started", "paid", "failed", "closed", "refunding", "refunded"]
+                ),
+                name="payment_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(amount__gt=0), name="payment_amount_positive"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="payment_status_created")]
+
+    def __str__(self) -> str:
+        return f"{self.reference} {self.provider} {self.amount} {self.currency} {self.status}"

@@ -1,24 +1,34 @@
-"""Payments writes. For now: the sandbox gateway's side of a payment (hosted page outcomes,
-notification delivery with retries, refunds)."""
+"""Payments writes: paying orders through a provider (start, notifications, automatic refunds,
+the reconcile job), and the sandbox gateway's own side (hosted page outcomes, notification
+delivery with retries, refunds)."""
 
 from __future__ import annotations
 
+import logging
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.db import IntegrityError
 from django.db import transaction as db_transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils.translation import gettext_lazy as _
 
 from piaowu.core import clock
 from piaowu.core.errors import DomainError, NotFound
+from piaowu.core.ids import new_ulid
 from piaowu.core.money import Money
-from piaowu.payments.models import SandboxDelivery, SandboxRefund, SandboxTransaction
-from piaowu.payments.providers.base import PaymentRequest
+from piaowu.orders.models import Order
+from piaowu.orders.services import order_expire_if_overdue, order_mark_paid, order_not_payable
+from piaowu.orders.states import PAID_STATES, OrderState
+from piaowu.payments.models import Payment, SandboxDelivery, SandboxRefund, SandboxTransaction
+from piaowu.payments.providers import get_provider
+from piaowu.payments.providers.base import Acknowledgement, PaymentRequest
 from piaowu.payments.providers.sandbox import signed_notification
+
+logger = logging.getLogger(__name__)
 
 #: Seconds before retry n (1-based): 5, 15, 45, 135, … capped at one hour.
 DELIVERY_BASE_DELAY_SECONDS = 5
@@ -222,3 +232,304 @@ def sandbox_deliveries_redeliver(*, delivery_ids: list[int], now: datetime | Non
     return SandboxDelivery.objects.filter(pk__in=delivery_ids, delivered_at__isnull=True).update(
         next_attempt_at=now
     )
+
+
+# --- Paying orders ---------------------------------------------------------------------------
+#
+# A `Payment` moves started → paid | failed | closed, and paid → refunding → refunded, each step
+# one conditional UPDATE. No database transaction is open while a provider is called: the row
+# is written before (so a crash leaves a trace the reconcile job finds) and after.
+
+#: A started payment with no notification after this long is queried at its provider.
+RECONCILE_AFTER_SECONDS = 60
+#: Payments older than this are no longer queried (the provider has closed them long ago).
+RECONCILE_HORIZON = timedelta(days=2)
+RECONCILE_BATCH = 200
+
+
+def payment_start(
+    *, order: Order, provider_name: str, notify_url: str, return_url: str = ""
+) -> Payment:
+    """Start paying `order` with a provider and return the payment with where to send the
+    buyer (`redirect_url` or `qr_code_payload`). Starting again with the same provider while the
+    first attempt is still open returns it. Errors: `order_not_payable` (409),
+    `payment_provider_unavailable`, `payment_provider_error`, `payment_currency_unsupported`."""
+    provider = get_provider(provider_name)
+    order.refresh_from_db()
+    if order.state != OrderState.AWAITING_PAYMENT or order.payment_deadline <= clock.now():
+        raise order_not_payable(order)
+    open_payment = (
+        Payment.objects.filter(order=order, provider=provider.name, status=Payment.Status.STARTED)
+        .exclude(redirect_url="", qr_code_payload="")
+        .order_by("-created_at")
+        .first()
+    )
+    if open_payment is not None:
+        return open_payment
+    payment = Payment.objects.create(
+        order=order,
+        provider=provider.name,
+        reference=new_ulid(),
+        amount=order.total_amount,
+        currency=order.currency,
+    )
+    request = PaymentRequest(
+        reference=payment.reference,
+        amount=Money(Decimal(order.total_amount), order.currency),
+        subject=_payment_subject(order),
+        notify_url=notify_url,
+        return_url=return_url,
+        expires_at=order.payment_deadline,
+    )
+    try:
+        started = provider.start(request)
+    except DomainError:
+        Payment.objects.filter(pk=payment.pk, status=Payment.Status.STARTED).update(
+            status=Payment.Status.FAILED, updated_at=clock.now()
+        )
+        raise
+    payment.redirect_url = started.redirect_url
+    payment.qr_code_payload = started.qr_code_payload
+    payment.save(update_fields=["redirect_url", "qr_code_payload", "updated_at"])
+    return payment
+
+
+def _payment_subject(order: Order) -> str:
+    event = order.session.event
+    return f"{event.tr('title')} · {order.code}"[:200]
+
+
+def payment_notification_receive(
+    *, provider_name: str, headers: Mapping[str, str], body: bytes
+) -> tuple[Acknowledgement, Payment | None]:
+    """Verify a provider's notification and act on it; returns the acknowledgement to answer
+    with (a refusal makes the provider retry) and the payment it was about. Forged, tampered,
+    replayed, stale or unreadable notifications and wrong amounts are refused and logged; the
+    same outcome notified again is acknowledged without doing anything twice."""
+    provider = get_provider(provider_name)
+    try:
+        notification = provider.parse_notification(headers=headers, body=body)
+        payment = payment_apply_outcome(
+            provider_name=provider.name,
+            reference=notification.reference,
+            status=notification.status,
+            provider_transaction_id=notification.provider_transaction_id,
+            amount=notification.amount,
+            paid_at=notification.paid_at,
+        )
+    except DomainError as exc:
+        logger.warning(
+            "payment notification refused: provider=%s code=%s details=%s",
+            provider.name,
+            exc.code,
+            exc.details,
+        )
+        return provider.acknowledgement(False), None
+    return provider.acknowledgement(True), payment
+
+
+def payment_apply_outcome(
+    *,
+    provider_name: str,
+    reference: str,
+    status: str,
+    provider_transaction_id: str,
+    amount: Money | None,
+    paid_at: datetime | None,
+) -> Payment:
+    """Apply what a provider says about a payment (from a notification or a query). Paid: the
+    order becomes paid — or, if it was cancelled or expired meanwhile, or another payment paid
+    it first, this payment is refunded automatically. Failed / closed: the attempt ends; the
+    order keeps waiting for another one until its deadline. Errors: `payment_not_found`,
+    `notification_amount_mismatch`, `notification_transaction_mismatch`."""
+    payment = (
+        Payment.objects.select_related("order").filter(reference=reference).first()
+        if reference
+        else None
+    )
+    if payment is None or payment.provider != provider_name:
+        raise NotFound("payment", _("No such payment."), {"reference": reference})
+    # Exact comparison: rounding the notified amount to fen first would accept 359.996 for
+    # 360.00.
+    if amount is not None and (
+        amount.currency != payment.currency or amount.amount != payment.amount
+    ):
+        raise DomainError(
+            "notification_amount_mismatch",
+            _("The notified amount differs from the amount to pay."),
+            {
+                "reference": reference,
+                "expected": str(payment.amount),
+                "currency": payment.currency,
+                "got": str(amount.amount),
+                "got_currency": amount.currency,
+            },
+        )
+    if status == "paid":
+        return _payment_paid(payment, provider_transaction_id, paid_at or clock.now())
+    if status in ("failed", "closed"):
+        Payment.objects.filter(pk=payment.pk, status=Payment.Status.STARTED).update(
+            status=status, updated_at=clock.now()
+        )
+    payment.refresh_from_db()
+    return payment
+
+
+def _payment_paid(payment: Payment, provider_transaction_id: str, paid_at: datetime) -> Payment:
+    if (
+        payment.provider_transaction_id
+        and provider_transaction_id
+        and payment.provider_transaction_id != provider_transaction_id
+    ):
+        raise DomainError(
+            "notification_transaction_mismatch",
+            _("The notification names another transaction for this payment."),
+            {"reference": payment.reference},
+        )
+    # 1. Record that the money arrived (once; also when the buyer's attempt had been closed).
+    Payment.objects.filter(
+        pk=payment.pk,
+        status__in=[Payment.Status.STARTED, Payment.Status.FAILED, Payment.Status.CLOSED],
+    ).update(
+        status=Payment.Status.PAID,
+        provider_transaction_id=provider_transaction_id,
+        paid_at=paid_at,
+        updated_at=clock.now(),
+    )
+    payment.refresh_from_db()
+    if payment.status != Payment.Status.PAID or payment.settles_order:
+        return payment  # a repeated notification, or already refunded: nothing more to do
+    return _payment_settle(payment)
+
+
+def _payment_settle(payment: Payment) -> Payment:
+    """Make a paid payment the one that pays its order, or refund it."""
+    try:
+        with db_transaction.atomic():
+            Payment.objects.filter(pk=payment.pk).update(settles_order=True)
+            order = order_mark_paid(order=payment.order, paid_at=payment.paid_at)
+            if order.state not in PAID_STATES:  # pragma: no cover - order_mark_paid raises
+                raise order_not_payable(order)
+    except IntegrityError:
+        return payment_refund_automatically(payment=payment, reason="duplicate_payment")
+    except DomainError as exc:
+        if exc.code != "order_not_payable":
+            raise
+        # A late payment found the order overdue; the expiry order_mark_paid made rolled back
+        # with this transaction, so expire it now rather than on the sweep's next turn.
+        order_expire_if_overdue(order=payment.order)
+        return payment_refund_automatically(payment=payment, reason="order_not_payable")
+    payment.refresh_from_db()
+    return payment
+
+
+def payment_refund_automatically(*, payment: Payment, reason: str) -> Payment:
+    """Give the money back for a payment that cannot pay its order (late or duplicate). The
+    refund reference is fixed per payment, so retrying after a crash or a provider error refunds
+    once; the reconcile job retries `refunding` payments."""
+    Payment.objects.filter(pk=payment.pk, status=Payment.Status.PAID, settles_order=False).update(
+        status=Payment.Status.REFUNDING, refund_reason=reason[:40], updated_at=clock.now()
+    )
+    payment.refresh_from_db()
+    if payment.status != Payment.Status.REFUNDING:
+        return payment
+    logger.warning(
+        "refunding payment %s of order %s automatically: %s",
+        payment.reference,
+        payment.order.code,
+        payment.refund_reason,
+    )
+    try:
+        result = get_provider(payment.provider).refund(
+            reference=payment.reference,
+            refund_reference=f"{payment.reference}-R",
+            amount=Money(Decimal(payment.amount), payment.currency),
+        )
+    except DomainError as exc:
+        # The money is recorded and the refund is owed: the payment stays `refunding` and the
+        # reconcile job asks again (same refund reference, so it refunds once). Refusing the
+        # notification instead would only make the gateway re-send what we already know.
+        logger.warning(
+            "refund of payment %s failed, reconcile will retry: %s %s",
+            payment.reference,
+            exc.code,
+            exc.details,
+        )
+        return payment
+    if result.status == "succeeded":
+        Payment.objects.filter(pk=payment.pk, status=Payment.Status.REFUNDING).update(
+            status=Payment.Status.REFUNDED, refunded_at=clock.now(), updated_at=clock.now()
+        )
+    payment.refresh_from_db()
+    return payment
+
+
+def payments_reconcile(*, now: datetime | None = None) -> int:
+    """Query providers about payments whose outcome never arrived, so a lost notification
+    cannot leave a paid order unpaid; finish settlements and refunds a crash or a provider error
+    interrupted. A payment that fails is logged and left for the next run; it never holds up
+    the others. Returns how many payments changed (status or settlement)."""
+    now = now or clock.now()
+    quiet_since = now - timedelta(seconds=RECONCILE_AFTER_SECONDS)
+    changed = 0
+    started = list(
+        Payment.objects.filter(
+            status=Payment.Status.STARTED,
+            created_at__lt=quiet_since,
+            created_at__gte=now - RECONCILE_HORIZON,
+        )
+        .filter(Q(last_checked_at__isnull=True) | Q(last_checked_at__lt=quiet_since))
+        .select_related("order")
+        .order_by("last_checked_at", "created_at")[:RECONCILE_BATCH]
+    )
+    for payment in started:
+        Payment.objects.filter(pk=payment.pk).update(last_checked_at=now)
+        changed += _reconcile_one(payment, _payment_query_and_apply)
+    unfinished = list(
+        Payment.objects.filter(
+            Q(status=Payment.Status.PAID, settles_order=False) | Q(status=Payment.Status.REFUNDING),
+            updated_at__lt=quiet_since,
+        )
+        .select_related("order")
+        .order_by("updated_at", "pk")[:RECONCILE_BATCH]
+    )
+    for payment in unfinished:
+        changed += _reconcile_one(payment, _payment_finish)
+    return changed
+
+
+def _payment_query_and_apply(payment: Payment) -> None:
+    status = get_provider(payment.provider).query(reference=payment.reference)
+    if status.status in ("paid", "failed", "closed"):
+        payment_apply_outcome(
+            provider_name=payment.provider,
+            reference=payment.reference,
+            status=status.status,
+            provider_transaction_id=status.provider_transaction_id,
+            amount=status.amount,
+            paid_at=status.paid_at,
+        )
+
+
+def _payment_finish(payment: Payment) -> None:
+    if payment.status == Payment.Status.PAID:
+        _payment_settle(payment)
+    else:
+        payment_refund_automatically(payment=payment, reason=payment.refund_reason)
+
+
+def _reconcile_one(payment: Payment, step: Callable[[Payment], None]) -> int:
+    """Run one reconcile step; 1 if the payment's status or settlement changed."""
+    before = (payment.status, payment.settles_order)
+    try:
+        step(payment)
+    except DomainError as exc:
+        logger.warning(
+            "payment %s could not be reconciled: %s %s", payment.reference, exc.code, exc.details
+        )
+    except Exception:
+        # One broken payment (an adapter bug, an unexpected answer) must not stop the job for
+        # every other payment behind it.
+        logger.exception("payment %s could not be reconciled", payment.reference)
+    after = Payment.objects.filter(pk=payment.pk).values_list("status", "settles_order").first()
+    return int(after is not None and after != before)

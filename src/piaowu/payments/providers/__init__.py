@@ -16,6 +16,16 @@ from piaowu.core.errors import DomainError
 from piaowu.payments.providers.base import PaymentProvider
 
 PROVIDER_NAMES = ("sandbox", "alipay", "wechat")
+#: Where providers post notifications (served by the API, `api/v1/payments.py`).
+NOTIFY_PATH = "/api/v1/payments/{provider}/notifications"
+
+
+def notify_url(provider: str, *, base_url: str) -> str:
+    """The notification address to give `provider`: under `PIAOWU_PUBLIC_URL` when set (the
+    address the gateway can reach, e.g. behind a proxy), else under `base_url` (this request's
+    scheme and host)."""
+    public = getattr(settings, "PIAOWU_PUBLIC_URL", "") or os.environ.get("PIAOWU_PUBLIC_URL", "")
+    return str(public or base_url).rstrip("/") + NOTIFY_PATH.format(provider=provider)
 
 
 def enabled_providers() -> list[str]:

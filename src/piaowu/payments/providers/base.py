@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from django.db import IntegrityError, transaction
@@ -148,11 +148,14 @@ def require_yuan(amount: Money, *, provider: str) -> Money:
 
 
 def provider_error(provider: str, reason: str) -> DomainError:
-    return DomainError(
+    """The gateway failed, not the client: 502, so clients know to retry later."""
+    error = DomainError(
         "payment_provider_error",
         _("The payment provider refused or could not be reached."),
         {"provider": provider, "reason": reason},
     )
+    error.status = 502
+    return error
 
 
 def check_timestamp(timestamp: str, *, now: datetime) -> None:
@@ -181,3 +184,13 @@ def remember_nonce(*, provider: str, nonce: str, now: datetime) -> None:
             _("This payment notification was already received."),
             {"nonce": nonce},
         ) from exc
+
+
+def notification_nonces_purge(*, now: datetime) -> int:
+    """Forget nonces older than twice the allowed skew: their timestamp alone now rejects a
+    replay. Returns how many were deleted."""
+    from piaowu.payments.models import NotificationNonce
+
+    cutoff = now - timedelta(seconds=2 * NOTIFICATION_MAX_SKEW_SECONDS)
+    deleted, _rows = NotificationNonce.objects.filter(seen_at__lt=cutoff).delete()
+    return deleted
