@@ -12,7 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from piaowu.core.errors import DomainError
-from piaowu.core.idempotency import idempotent, request_fingerprint
+from piaowu.core.idempotency import idempotency_keys_purge, idempotent, request_fingerprint
 from piaowu.core.models import IdempotencyKey
 
 FP = request_fingerprint("POST", "/api/v1/orders", b'{"hold": "H1"}')
@@ -150,3 +150,17 @@ def test_concurrent_first_use_computes_once(transactional_db: None, settings: An
     assert len(calls) == 1
     assert results == [(201, {"order": "A1"})] * n
     assert IdempotencyKey.objects.filter(key="race").count() == 1
+
+
+def test_purge_forgets_answers_older_than_the_keep_period(db: None, settings: Any) -> None:
+    settings.PIAOWU_IDEMPOTENCY_KEEP_HOURS = 24
+    idempotent(scope="u1", key="old", fingerprint="f", compute=lambda: (201, {"n": 1}))
+    idempotent(scope="u1", key="new", fingerprint="f", compute=lambda: (201, {"n": 2}))
+    IdempotencyKey.objects.filter(key="old").update(created_at=timezone.now() - timedelta(hours=25))
+    assert idempotency_keys_purge() == 1
+    assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["new"]
+    # The forgotten key is free again: the next request with it is computed afresh.
+    assert idempotent(scope="u1", key="old", fingerprint="g", compute=lambda: (200, {})) == (
+        200,
+        {},
+    )

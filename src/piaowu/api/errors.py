@@ -24,10 +24,60 @@ ERROR_CODES: dict[str, str] = {
     "session_not_found": "404 — no visible session with this id.",
     "venue_not_found": "404 — no active venue with this id.",
     "not_found": "404 — no such resource.",
-    "not_reserved_seating": "409 — the session sells general admission or daily capacity and "
-    "has no seat map.",
-    "forbidden": "403 — you may not do this.",
+    "not_reserved_seating": "409 (seat map) or 400 (holding seats) — the session sells "
+    "general admission or daily capacity and has no seat map.",
+    "forbidden": "403 — you may not do this (or a session cookie came without its CSRF token).",
     "unauthorized": "401 — sign in first.",
+    # Holding (inventory.services)
+    "sales_closed": "400 — not on sale now (details.sales_state).",
+    "not_quota_session": "400 — a tier and quantity for a reserved-seating session.",
+    "no_seats": "400 — no seats chosen.",
+    "seat_not_in_session": "400 — unknown seat codes (details.seats).",
+    "seat_blocked": "400 — seats not for sale (details.seats).",
+    "seat_not_for_sale": "400 — seats without a price tier (details.seats).",
+    "seat_taken": "400 — someone else holds or bought these seats (details.seats).",
+    "couple_pair_required": "400 — couple seats without their partner (details.seats).",
+    "stranded_seat": "400 — the choice would leave a single empty seat (details.seats).",
+    "over_limit": "400 — more than the per-order or per-customer limit (details.limit).",
+    "under_minimum": "400 — fewer than a tier's per-order minimum (details.minimum).",
+    "invalid_quantity": "400 — quantity out of range.",
+    "tier_required": "400 — general admission needs a tier.",
+    "tier_not_found": "400 — no active tier with this code (details.tier).",
+    "not_enough_seats": "400 — not enough adjacent seats left (details.quantity).",
+    "sold_out": "400 — not enough admissions left (details.available).",
+    "hold_not_found": "404 — no hold with this id is yours.",
+    "hold_expired": "400 — the hold expired or was released (details.hold).",
+    "hold_converted": "400 — the hold was already bought.",
+    "already_extended": "400 — a hold can be extended only once.",
+    # Orders (orders.services, orders.selectors)
+    "order_not_found": "404 — no order with this id is yours (or the code and phone do not match).",
+    "order_not_payable": "409 — the order was cancelled, expired or paid (details.state).",
+    "order_state_changed": "409 — someone else changed the order first; reload it (details.state).",
+    "illegal_transition": "400 — the order cannot make this change in its state "
+    "(details.from, details.to).",
+    "hold_not_yours": "403 — the hold belongs to someone else.",
+    "hold_empty": "400 — the hold holds no tickets.",
+    "contact_required": "400 — a guest must give a phone number (details.field).",
+    "invalid_email": "400 — `contact_email` is not an e-mail address (details.field).",
+    "invalid_phone": "400 — the phone number is not valid (details.field).",
+    "mixed_currency": "400 — tickets in different currencies cannot be bought together.",
+    "channel_not_found": "404 — the organizer has no sales channel for this.",
+    "channel_mismatch": "400 — the sales channel does not sell this session.",
+    "channel_inactive": "400 — the sales channel is closed.",
+    # Payments (payments.services, payments.providers)
+    "payment_provider_unavailable": "400 — this payment method is not enabled (details.provider).",
+    "payment_provider_not_found": "404 — notifications for a provider that is not enabled.",
+    "payment_provider_error": "502 — the payment provider refused or could not be reached "
+    "(details.reason).",
+    "payment_currency_unsupported": "400 — the payment method does not take this currency.",
+    "payment_amount_invalid": "400 — nothing to pay (the order is free).",
+    "payment_reference_used": "400 — the provider already has another payment with this reference.",
+    # Idempotency-Key (api.idempotency)
+    "invalid_idempotency_key": "400 — the `Idempotency-Key` is empty or longer than 255 "
+    "characters.",
+    "idempotency_key_in_progress": "409 — the first request with this key is still running; "
+    "retry shortly.",
+    "idempotency_key_reused": "422 — this key was already used for a different request.",
 }
 
 ERROR_CODES_DOC = "\n".join(f"- `{code}`: {text}" for code, text in ERROR_CODES.items())

@@ -8,7 +8,7 @@ from ninja import NinjaAPI
 from ninja.renderers import JSONRenderer
 
 from piaowu.api.errors import ERROR_CODES_DOC, install_error_handlers
-from piaowu.api.v1 import events, holds, live, sessions, venues
+from piaowu.api.v1 import events, holds, live, orders, payments, sessions, venues
 
 DESCRIPTION = f"""Piaowu's public API.
 
@@ -41,3 +41,5 @@ api.add_router("/v1/", sessions.router)
 api.add_router("/v1/", live.router)
 api.add_router("/v1/", venues.router)
 api.add_router("/v1/", holds.router)
+api.add_router("/v1/", orders.router)
+api.add_router("/v1/", payments.router)

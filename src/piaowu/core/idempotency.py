@@ -20,6 +20,9 @@ first response again instead of doing the work twice.
   run) a retry takes the key over: one conditional delete of the stale row, so exactly one
   retry wins.
 
+Stored answers are kept `PIAOWU_IDEMPOTENCY_KEEP_HOURS` (default 24; a client retries within
+minutes); `idempotency_keys_purge` (a periodic job) deletes older ones.
+
 The scope keeps clients apart: a user id, `anon:<ip>` or `partner:<id>`.
 """
 
@@ -28,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -41,6 +44,7 @@ from piaowu.core.models import IdempotencyKey
 
 DEFAULT_WAIT_SECONDS = 2.0
 DEFAULT_ABANDON_SECONDS = 60.0
+DEFAULT_KEEP_HOURS = 24.0
 POLL_SECONDS = 0.05
 MAX_KEY_LENGTH = 255
 
@@ -138,3 +142,11 @@ def idempotent(
         status=status, body=body, completed_at=timezone.now()
     )
     return status, body
+
+
+def idempotency_keys_purge(*, now: datetime | None = None) -> int:
+    """Delete stored answers older than the keep period; returns how many went."""
+    hours = float(getattr(settings, "PIAOWU_IDEMPOTENCY_KEEP_HOURS", DEFAULT_KEEP_HOURS))
+    cutoff = (now or timezone.now()) - timedelta(hours=hours)
+    deleted, _rows = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

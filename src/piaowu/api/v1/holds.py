@@ -4,12 +4,13 @@ A hold belongs to the caller's *holder key*: `user:<id>` when signed in, otherwi
 key kept in the Django session (created with the first hold). Someone else's hold answers 404
 `hold_not_found`, exactly like a hold that does not exist. The rules live in
 `piaowu.inventory.services`; this module only parses, calls and renders. The mutating calls
-check Django's CSRF token (`X-CSRFToken` header) when a session cookie names the holder.
+check Django's CSRF token (`X-CSRFToken` header) when a session cookie names the holder, and
+take an optional `Idempotency-Key` (`piaowu.api.idempotency`). The orders API reuses the
+caller helpers below (`holder_key`, `own_hold`, `csrf_check`, `request_customer`).
 """
 
 from __future__ import annotations
 
-import secrets
 from decimal import Decimal
 from typing import Any
 
@@ -22,11 +23,18 @@ from pydantic import model_validator
 
 from piaowu.accounts.models import User
 from piaowu.api.errors import ErrorOut
+from piaowu.api.idempotency import (
+    IDEMPOTENCY_ERRORS,
+    idempotency_openapi,
+    run_idempotent,
+)
 from piaowu.api.v1.schemas import MoneyOut
+from piaowu.catalog.models import Session
 from piaowu.catalog.selectors import session_get
 from piaowu.core import clock
 from piaowu.core.errors import NotFound, PermissionDenied
 from piaowu.core.money import Money
+from piaowu.inventory.holders import holder_key_for
 from piaowu.inventory.models import Hold
 from piaowu.inventory.selectors import hold_for_holder
 from piaowu.inventory.services import (
@@ -39,7 +47,6 @@ from piaowu.inventory.services import (
 
 router = Router(tags=["holds"])
 
-HOLDER_SESSION_KEY = "piaowu_holder"
 MAX_SEATS_PER_REQUEST = 50
 MAX_QUANTITY = 100
 
@@ -75,9 +82,12 @@ HOLD_LIFE_ERRORS: dict[str, str] = {
     "hold_converted": "400 — the hold was already bought.",
     "already_extended": "400 — a hold can be extended only once.",
 }
+HOLD_ERRORS.update(IDEMPOTENCY_ERRORS)
+HOLD_LIFE_ERRORS.update(IDEMPOTENCY_ERRORS)
 
 
-def _errors_doc(codes: dict[str, str], only: tuple[str, ...] | None = None) -> str:
+def errors_doc(codes: dict[str, str], only: tuple[str, ...] | None = None) -> str:
+    """The "Errors:" list of an endpoint's OpenAPI description."""
     items = [(c, t) for c, t in codes.items() if only is None or c in only]
     return "\n\nErrors:\n\n" + "\n".join(f"- `{code}`: {text}" for code, text in items)
 
@@ -168,7 +178,7 @@ def hold_out(hold: Hold) -> dict[str, Any]:
 # --- The caller -------------------------------------------------------------------------------
 
 
-def _customer(request: HttpRequest) -> User | None:
+def request_customer(request: HttpRequest) -> User | None:
     user = getattr(request, "user", None)
     return user if isinstance(user, User) and user.is_authenticated else None
 
@@ -176,17 +186,10 @@ def _customer(request: HttpRequest) -> User | None:
 def holder_key(request: HttpRequest, *, create: bool = False) -> str:
     """`user:<id>` when signed in; else the anonymous key of the Django session ("" if none
     yet and not `create`)."""
-    customer = _customer(request)
-    if customer is not None:
-        return f"user:{customer.pk}"
-    key = str(request.session.get(HOLDER_SESSION_KEY, ""))
-    if not key and create:
-        key = "anon:" + secrets.token_urlsafe(24)
-        request.session[HOLDER_SESSION_KEY] = key  # marks the session modified: it is saved
-    return key
+    return holder_key_for(user=request_customer(request), session=request.session, create=create)
 
 
-def _csrf(request: HttpRequest) -> None:
+def csrf_check(request: HttpRequest) -> None:
     """Browsers (a session cookie names the holder) must send the CSRF token; a client
     without cookies holds for a fresh anonymous key, so a forged request could not touch
     anyone's holds."""
@@ -196,7 +199,7 @@ def _csrf(request: HttpRequest) -> None:
         raise PermissionDenied(_("The security token is missing or wrong; reload the page."))
 
 
-def _own_hold(request: HttpRequest, hold_id: str) -> Hold:
+def own_hold(request: HttpRequest, hold_id: str) -> Hold:
     key = holder_key(request)
     hold = hold_for_holder(hold_id, key) if key else None
     if hold is None:
@@ -209,45 +212,59 @@ def _own_hold(request: HttpRequest, hold_id: str) -> Hold:
 
 @router.post(
     "/sessions/{session_id}/holds",
-    response={201: HoldOut, 400: ErrorOut, 403: ErrorOut, 404: ErrorOut},
+    response={
+        201: HoldOut,
+        400: ErrorOut,
+        403: ErrorOut,
+        404: ErrorOut,
+        409: ErrorOut,
+        422: ErrorOut,
+    },
     summary="Hold seats or admissions",
     description=(
         'The body is one of `{"seats": ["A-1-5", …]}` (these seats, all or none), '
         '`{"best_available": {"quantity": n, "tier": code or null}}` (adjacent seats, central '
         'and near the front) or `{"tier": code, "quantity": n}` (general admission / daily). '
         "Answers 201 with the hold; it expires at `expires_at` unless bought first."
-        + _errors_doc(HOLD_ERRORS)
+        + errors_doc(HOLD_ERRORS)
     ),
+    openapi_extra=idempotency_openapi(),
 )
-def holds_create(request: HttpRequest, session_id: str, payload: HoldIn) -> Status:
-    _csrf(request)
-    session = session_get(session_id)
-    key = holder_key(request, create=True)
-    customer = _customer(request)
+def holds_create(request: HttpRequest, session_id: str, payload: HoldIn) -> Status | HttpResponse:
+    csrf_check(request)
+
+    def create() -> tuple[int, dict[str, Any]]:
+        session = session_get(session_id)
+        key = holder_key(request, create=True)
+        hold = _hold(session, payload, key, request_customer(request))
+        found = hold_for_holder(hold.public_id, key)
+        assert found is not None
+        return 201, hold_out(found)
+
+    return run_idempotent(request, create)
+
+
+def _hold(session: Session, payload: HoldIn, key: str, customer: User | None) -> Hold:
     if payload.seats is not None:
-        hold = hold_seats(
+        return hold_seats(
             session=session, seat_codes=payload.seats, holder_key=key, customer=customer
         )
-    elif payload.best_available is not None:
-        hold = hold_best_available(
+    if payload.best_available is not None:
+        return hold_best_available(
             session=session,
             quantity=payload.best_available.quantity,
             tier_code=payload.best_available.tier or None,
             holder_key=key,
             customer=customer,
         )
-    else:
-        assert payload.tier is not None and payload.quantity is not None  # by the validator
-        hold = hold_quantity(
-            session=session,
-            tier_code=payload.tier,
-            quantity=payload.quantity,
-            holder_key=key,
-            customer=customer,
-        )
-    found = hold_for_holder(hold.public_id, key)
-    assert found is not None
-    return Status(201, hold_out(found))
+    assert payload.tier is not None and payload.quantity is not None  # by the validator
+    return hold_quantity(
+        session=session,
+        tier_code=payload.tier,
+        quantity=payload.quantity,
+        holder_key=key,
+        customer=customer,
+    )
 
 
 @router.get(
@@ -255,34 +272,53 @@ def holds_create(request: HttpRequest, session_id: str, payload: HoldIn) -> Stat
     response={200: HoldOut, 404: ErrorOut},
     summary="One of your holds",
     description="Your hold with its items, total and expiry."
-    + _errors_doc(HOLD_LIFE_ERRORS, ("hold_not_found",)),
+    + errors_doc(HOLD_LIFE_ERRORS, ("hold_not_found",)),
 )
 def holds_detail(request: HttpRequest, hold_id: str) -> dict[str, Any]:
-    return hold_out(_own_hold(request, hold_id))
+    return hold_out(own_hold(request, hold_id))
 
 
 @router.post(
     "/holds/{hold_id}/extend",
-    response={200: HoldOut, 400: ErrorOut, 403: ErrorOut, 404: ErrorOut},
+    response={
+        200: HoldOut,
+        400: ErrorOut,
+        403: ErrorOut,
+        404: ErrorOut,
+        409: ErrorOut,
+        422: ErrorOut,
+    },
     summary="Extend a hold once",
     description="Adds ten minutes to an active, unexpired hold, once."
-    + _errors_doc(HOLD_LIFE_ERRORS),
+    + errors_doc(HOLD_LIFE_ERRORS),
+    openapi_extra=idempotency_openapi(),
 )
-def holds_extend(request: HttpRequest, hold_id: str) -> dict[str, Any]:
-    _csrf(request)
-    hold = _own_hold(request, hold_id)
-    hold_extend(hold=hold)
-    return hold_out(hold)
+def holds_extend(request: HttpRequest, hold_id: str) -> Status | HttpResponse:
+    csrf_check(request)
+
+    def extend() -> tuple[int, dict[str, Any]]:
+        hold = own_hold(request, hold_id)
+        hold_extend(hold=hold)
+        return 200, hold_out(hold)
+
+    return run_idempotent(request, extend)
 
 
 @router.delete(
     "/holds/{hold_id}",
-    response={204: None, 400: ErrorOut, 403: ErrorOut, 404: ErrorOut},
+    response={204: None, 400: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut},
     summary="Release a hold",
     description="Gives the seats or admissions back at once; releasing again is harmless."
-    + _errors_doc(HOLD_LIFE_ERRORS, ("hold_not_found", "forbidden", "hold_converted")),
+    + errors_doc(
+        HOLD_LIFE_ERRORS, ("hold_not_found", "forbidden", "hold_converted", *IDEMPOTENCY_ERRORS)
+    ),
+    openapi_extra=idempotency_openapi(),
 )
-def holds_release(request: HttpRequest, hold_id: str) -> HttpResponse:
-    _csrf(request)
-    hold_release(hold=_own_hold(request, hold_id))
-    return HttpResponse(status=204)
+def holds_release(request: HttpRequest, hold_id: str) -> Status | HttpResponse:
+    csrf_check(request)
+
+    def release() -> tuple[int, None]:
+        hold_release(hold=own_hold(request, hold_id))
+        return 204, None
+
+    return run_idempotent(request, release)
