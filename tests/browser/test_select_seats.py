@@ -19,6 +19,33 @@ from tests.factories import make_event, make_hall, make_session, make_venue
 __all__ = ["allow_sync_playwright"]  # the fixture, imported for this module's tests
 
 
+#: A phone-sized page with touch, in English.
+PHONE: dict[str, Any] = {
+    "viewport": {"width": 390, "height": 844},
+    "locale": "en-US",
+    "is_mobile": True,
+    "has_touch": True,
+}
+
+
+def launch_chromium(playwright: Any) -> Any:
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+
+
+def theatre_session(organizer: Organizer) -> Session:
+    """A reserved-seating session (4 rows × 8 seats) on sale at ¥380.50 a seat."""
+    venue = make_venue(organizer, name="星光剧场", city="北京")
+    hall = make_hall(venue, rows=4, seats=8)
+    show = make_event(organizer, title="话剧 茶馆")
+    return make_session(
+        show,
+        venue=venue,
+        hall=hall,
+        starts_in=dt.timedelta(days=3),
+        tiers=[TierSpec(code="std", name="池座", price=Decimal("380.50"), color="#2563eb")],
+    )
+
+
 def tap_seat(page: Any, code: str) -> None:
     """Scroll the map to the top of the viewport and tap the seat at its computed centre."""
     page.evaluate("document.querySelector('.seatmap-canvas').scrollIntoView({block: 'start'})")
@@ -35,30 +62,13 @@ def test_buyer_holds_two_tapped_seats_and_others_see_them_taken(
     from playwright.sync_api import expect, sync_playwright
 
     # given a reserved-seating session on sale at ¥380.50 a seat
-    venue = make_venue(organizer, name="星光剧场", city="北京")
-    hall = make_hall(venue, rows=4, seats=8)
-    show = make_event(organizer, title="话剧 茶馆")
-    session = make_session(
-        show,
-        venue=venue,
-        hall=hall,
-        starts_in=dt.timedelta(days=3),
-        tiers=[TierSpec(code="std", name="池座", price=Decimal("380.50"), color="#2563eb")],
-    )
+    session = theatre_session(organizer)
     url = f"{live_server.url}/sessions/{session.public_id}/"
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        options: dict[str, Any] = {
-            "viewport": {"width": 390, "height": 844},
-            "locale": "en-US",
-            "is_mobile": True,
-            "has_touch": True,
-        }
-        buyer = browser.new_context(**options).new_page()
-        other = browser.new_context(**options).new_page()
+        browser = launch_chromium(playwright)
+        buyer = browser.new_context(**PHONE).new_page()
+        other = browser.new_context(**PHONE).new_page()
         page = buyer
         for p in (buyer, other):
             p.set_default_timeout(15_000)
@@ -134,12 +144,8 @@ def test_general_admission_buyer_holds_a_quantity_and_sees_sold_out_message(
     url = f"{live_server.url}/sessions/{session.public_id}/"
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        page = browser.new_context(
-            viewport={"width": 390, "height": 844}, locale="en-US", is_mobile=True, has_touch=True
-        ).new_page()
+        browser = launch_chromium(playwright)
+        page = browser.new_context(**PHONE).new_page()
         page.set_default_timeout(15_000)
         try:
             # when the buyer picks 2 day passes and holds them

@@ -60,3 +60,76 @@ class SignUpForm(forms.Form):
         if first and second and first != second:
             self.add_error("password2", _("The two passwords do not match."))
         return cleaned
+
+
+PROVIDER_LABELS = {
+    "sandbox": _("Sandbox (test payment)"),
+    "alipay": _("Alipay"),
+    "wechat": _("WeChat Pay"),
+}
+
+
+def provider_choices(providers: list[str]) -> list[tuple[str, str]]:
+    """The enabled payment providers as (name, label) pairs, in the configured order."""
+    return [(name, str(PROVIDER_LABELS.get(name, name))) for name in providers]
+
+
+class PaymentChoiceForm(forms.Form):
+    """The payment method (one of the enabled providers)."""
+
+    provider = forms.ChoiceField(label=_("Payment method"), widget=forms.RadioSelect)
+
+    def __init__(self, *args: Any, providers: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["provider"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = provider_choices(providers)
+        if providers:
+            field.initial = providers[0]
+
+
+class CheckoutForm(PaymentChoiceForm):
+    """Contact details and the payment method. Guests must give a phone (asked here so the
+    page can say so before anything is written); what a valid phone is stays the checkout
+    service's rule (`invalid_phone`), as does the final say on `contact_required`."""
+
+    phone = forms.CharField(
+        label=_("Mobile phone"),
+        max_length=32,
+        required=False,
+        help_text=_("We use it to find your order again; nothing else."),
+        widget=forms.TextInput(attrs={"autocomplete": "tel", "inputmode": "tel"}),
+    )
+    email = forms.EmailField(
+        label=_("E-mail"),
+        max_length=254,
+        required=False,
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
+    field_order = ["phone", "email", "provider"]
+
+    def __init__(self, *args: Any, providers: list[str], guest: bool, **kwargs: Any) -> None:
+        super().__init__(*args, providers=providers, **kwargs)
+        phone = self.fields["phone"]
+        phone.required = guest
+        # The checkout service's own wording for a missing phone (`contact_required`).
+        phone.error_messages["required"] = _(
+            "Enter a phone number so you can find your order again."
+        )
+        if not guest:
+            phone.help_text = _("Optional: the order is kept in your account.")
+
+
+class OrderLookupForm(forms.Form):
+    code = forms.CharField(
+        label=_("Order code"),
+        max_length=16,
+        widget=forms.TextInput(
+            attrs={"autocomplete": "off", "autocapitalize": "characters", "spellcheck": "false"}
+        ),
+    )
+    phone = forms.CharField(
+        label=_("Mobile phone given at checkout"),
+        max_length=32,
+        widget=forms.TextInput(attrs={"autocomplete": "tel", "inputmode": "tel"}),
+    )

@@ -13,4 +13,10 @@ urlpatterns = [
     path("accounts/login/", views.WebLoginView.as_view(), name="login"),
     path("accounts/logout/", views.WebLogoutView.as_view(), name="logout"),
     path("accounts/signup/", views.signup, name="signup"),
+    path("checkout/<str:hold_id>/", views.checkout, name="checkout"),
+    path("orders/", views.my_orders, name="orders"),
+    path("orders/lookup/", views.order_lookup_view, name="order_lookup"),
+    path("orders/<str:public_id>/", views.order_detail, name="order"),
+    path("orders/<str:public_id>/pay/", views.order_pay, name="order_pay"),
+    path("orders/<str:public_id>/cancel/", views.order_cancel_view, name="order_cancel"),
 ]

@@ -8,7 +8,8 @@
 // Selection: when the page has a hold panel (#hold-panel, sessions on sale), tapping an
 // available seat toggles it; the panel lists the chosen seats, holds them through the API
 // (POST /api/v1/sessions/<id>/holds), shows the hold with a countdown and releases it. Seats
-// someone else takes (live stream) drop out of the selection. For general admission / daily
+// someone else takes (live stream) drop out of the selection. Once held, "Check out" leads to
+// the checkout page of the hold (/checkout/<hold id>/). For general admission / daily
 // sessions the same panel holds a quantity of a tier. `window.piaowuSeatmap` exposes
 // `seatCenter(code)` (viewport pixels) and `selection()` for tests.
 
@@ -258,6 +259,8 @@ class HoldPanel {
       list.append(li);
     }
     this.part("held-total").textContent = formatMoney(toMinor(hold.total.amount, hold.total.currency), hold.total.currency);
+    const checkout = this.part("checkout");
+    if (checkout && this.labels.checkoutUrl) checkout.href = this.labels.checkoutUrl.replace("HOLD_ID", encodeURIComponent(hold.id));
     const until = new Date(hold.expires_at);
     const time = new Intl.DateTimeFormat(document.documentElement.lang || undefined, {
       hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: this.labels.timezone || undefined,
