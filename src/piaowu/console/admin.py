@@ -4,6 +4,6 @@ They live here rather than in `catalog/admin.py` / `accounts/admin.py` because a
 presentation, and the domain apps never import presentation (import-linter contract).
 """
 
-from piaowu.console import admin_accounts, admin_catalog, admin_payments
+from piaowu.console import admin_accounts, admin_catalog, admin_orders, admin_payments
 
-__all__ = ["admin_accounts", "admin_catalog", "admin_payments"]
+__all__ = ["admin_accounts", "admin_catalog", "admin_orders", "admin_payments"]
