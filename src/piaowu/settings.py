@@ -181,6 +181,12 @@ USE_TZ = True
 TIME_ZONE = os.environ.get("TIME_ZONE", "Asia/Shanghai")
 PIAOWU_DEFAULT_CURRENCY = os.environ.get("PIAOWU_DEFAULT_CURRENCY", "CNY")
 
+# --- Selling rules ------------------------------------------------------------------------------
+PIAOWU_HOLD_TTL_SECONDS = int(os.environ.get("PIAOWU_HOLD_TTL_SECONDS", "600"))
+PIAOWU_PAYMENT_DEADLINE_SECONDS = int(os.environ.get("PIAOWU_PAYMENT_DEADLINE_SECONDS", "900"))
+PIAOWU_MAX_PER_CUSTOMER = int(os.environ.get("PIAOWU_MAX_PER_CUSTOMER", "6"))
+PIAOWU_INVENTORY_STRANDED_RULE = os.environ.get("PIAOWU_INVENTORY_STRANDED_RULE", "1") != "0"
+
 # --- Static files ---------------------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
