@@ -456,6 +456,18 @@ class Session(PublicIdModel, TimestampedModel):
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.SCHEDULED
     )
+    rotating_qr = models.BooleanField(
+        _("rotating QR"),
+        default=False,
+        help_text=_(
+            "E-tickets show a code that changes every 15 seconds; screenshots stop working."
+        ),
+    )
+    reentry_allowed = models.BooleanField(
+        _("re-entry allowed"),
+        default=False,
+        help_text=_("A ticket scanned out at a gate may come in again."),
+    )
 
     class Meta:
         verbose_name = _("session")

@@ -447,6 +447,8 @@ def session_create(
     capacity: int | None = None,
     code: str = "",
     language_note: str = "",
+    rotating_qr: bool = False,
+    reentry_allowed: bool = False,
     actor: User | None = None,
 ) -> Session:
     """Create a session with its price tiers.
@@ -510,6 +512,8 @@ def session_create(
             capacity_mode=capacity_mode,
             capacity=capacity,
             language_note=language_note,
+            rotating_qr=rotating_qr,
+            reentry_allowed=reentry_allowed,
         )
         PriceTier.objects.bulk_create(
             _price_tier(session, t, sort_order=index) for index, t in enumerate(tiers)

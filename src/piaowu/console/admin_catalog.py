@@ -1157,6 +1157,7 @@ class SessionAdmin(CatalogAdmin):
             {"fields": ("starts_at", "ends_at", "sales_open_at", "sales_close_at")},
         ),
         (None, {"fields": ("language_note",)}),
+        (_("Admission"), {"fields": ("rotating_qr", "reentry_allowed")}),
     )
     add_fieldsets = (
         (None, {"fields": ("event", "code", "language_note")}),
