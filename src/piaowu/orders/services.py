@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -30,7 +31,7 @@ from piaowu.core import clock
 from piaowu.core.errors import DomainError
 from piaowu.inventory.checkout import hold_extend_until
 from piaowu.inventory.holders import user_holder_key
-from piaowu.inventory.models import Hold
+from piaowu.inventory.models import Hold, HoldItem
 from piaowu.inventory.services import (
     hold_best_available,
     hold_convert,
@@ -46,6 +47,22 @@ logger = logging.getLogger(__name__)
 DEFAULT_PAYMENT_DEADLINE_SECONDS = 15 * 60
 EXPIRE_BATCH = 500
 _PHONE_RE = re.compile(r"^\+?[0-9][0-9 \-]{4,30}$")
+
+
+# Apps outside orders that must act in the same transaction that makes an order paid (tickets
+# issues the order's tickets) register here from their AppConfig.ready(): orders cannot import
+# them. A hook that raises rolls the payment back with it.
+_paid_hooks: list[Callable[[Order], object]] = []
+
+
+def on_order_paid(hook: Callable[[Order], object]) -> None:
+    if hook not in _paid_hooks:
+        _paid_hooks.append(hook)
+
+
+def _order_paid(order: Order) -> None:
+    for hook in _paid_hooks:
+        hook(order)
 
 
 def payment_window() -> timedelta:
@@ -132,12 +149,15 @@ def order_checkout(
     contact_phone: str = "",
     contact_email: str = "",
     now: datetime | None = None,
+    price_override: Decimal | None = None,
 ) -> Order:
     """Turn a hold into an order awaiting payment, priced from the hold's items, and make the
     hold last until the payment deadline. Checking out the same hold again returns the existing
-    order (also when two requests race). Errors: `hold_not_yours`, `hold_expired` (expired or
-    released), `hold_converted`, `hold_empty`, `channel_mismatch`, `channel_inactive`,
-    `invalid_phone`, `invalid_email`, `contact_required`, `mixed_currency`."""
+    order (also when two requests race). `price_override` prices every unit at that amount
+    instead of its tier's price (a redemption code checks out at 0, which pays the order at
+    once). Errors: `hold_not_yours`, `hold_expired` (expired or released), `hold_converted`,
+    `hold_empty`, `channel_mismatch`, `channel_inactive`, `invalid_phone`, `invalid_email`,
+    `contact_required`, `mixed_currency`."""
     hold = Hold.objects.select_related("session__event").get(pk=hold.pk)
     if hold.holder_key != holder_key:
         raise _hold_not_yours()
@@ -160,6 +180,7 @@ def order_checkout(
                 contact_email=contact_email,
                 deadline=deadline,
                 now=now,
+                price_override=price_override,
             )
     except IntegrityError:
         # A concurrent checkout of the same hold committed first: that order is the answer.
@@ -178,8 +199,10 @@ def _order_create(
     contact_email: str,
     deadline: datetime,
     now: datetime,
+    price_override: Decimal | None = None,
 ) -> Order:
-    """The order, its lines priced from the hold's items and its first history row."""
+    """The order, its lines priced from the hold's items (or all at `price_override`) and its
+    first history row."""
     items = list(hold.items.select_related("tier", "seat").order_by("id"))
     if not items:
         raise DomainError("hold_empty", _("This reservation holds no tickets."))
@@ -189,7 +212,11 @@ def _order_create(
             "mixed_currency", _("Tickets in different currencies cannot be bought together.")
         )
     currency = currencies.pop()
-    total = sum((Decimal(item.tier.price) * item.quantity for item in items), Decimal(0))
+
+    def unit_price(item: HoldItem) -> Decimal:
+        return Decimal(item.tier.price) if price_override is None else price_override
+
+    total = sum((unit_price(item) * item.quantity for item in items), Decimal(0))
     order = Order.objects.create(
         session=hold.session,
         channel=channel,
@@ -208,7 +235,7 @@ def _order_create(
             tier=item.tier,
             seat=item.seat,
             quantity=item.quantity,
-            unit_price=item.tier.price,
+            unit_price=unit_price(item),
             currency=item.tier.currency,
         )
         for item in items
@@ -226,6 +253,7 @@ def _order_create(
         # the order is paid and its seats sold in the same transaction.
         transition(order, OrderState.PAID, actor=customer, reason="free", fields={"paid_at": now})
         hold_convert(hold=hold)
+        _order_paid(order)
     return order
 
 
@@ -360,6 +388,7 @@ def order_mark_paid(*, order: Order, paid_at: datetime | None = None) -> Order:
         with transaction.atomic():
             transition(order, OrderState.PAID, reason="payment", fields={"paid_at": paid_at or now})
             hold_convert(hold=order.hold)
+            _order_paid(order)
     except DomainError as exc:
         order.refresh_from_db()
         if exc.code == "order_state_changed":
