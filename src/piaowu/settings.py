@@ -60,7 +60,9 @@ INSTALLED_APPS = [
     "piaowu.catalog",
     "piaowu.inventory",
     "piaowu.orders",
+    "piaowu.tickets",
     "piaowu.payments",
+    "piaowu.checkin",
     "piaowu.web",
     "piaowu.console",
 ]
@@ -186,6 +188,33 @@ PIAOWU_HOLD_TTL_SECONDS = int(os.environ.get("PIAOWU_HOLD_TTL_SECONDS", "600"))
 PIAOWU_PAYMENT_DEADLINE_SECONDS = int(os.environ.get("PIAOWU_PAYMENT_DEADLINE_SECONDS", "900"))
 PIAOWU_MAX_PER_CUSTOMER = int(os.environ.get("PIAOWU_MAX_PER_CUSTOMER", "6"))
 PIAOWU_INVENTORY_STRANDED_RULE = os.environ.get("PIAOWU_INVENTORY_STRANDED_RULE", "1") != "0"
+
+# --- Admission -------------------------------------------------------------------------------
+# Tickets admit from this long before the start until this long after the end.
+PIAOWU_DOORS_OPEN_MINUTES = int(os.environ.get("PIAOWU_DOORS_OPEN_MINUTES", "120"))
+PIAOWU_ADMIT_AFTER_END_MINUTES = int(os.environ.get("PIAOWU_ADMIT_AFTER_END_MINUTES", "60"))
+# Rotating QR codes: one code per step; gates accept this many steps either side (clock drift).
+PIAOWU_ROTATING_QR_STEP_SECONDS = 15
+PIAOWU_ROTATING_QR_TOLERANCE_STEPS = int(os.environ.get("PIAOWU_ROTATING_QR_TOLERANCE_STEPS", "2"))
+
+# --- Mail and SMS ---------------------------------------------------------------------------
+# Demo: each mail is written as a file under var/mail/ (open it in a mail program; ticket mails
+# carry a PDF, too big for a console). Production: EMAIL_HOST (+ EMAIL_PORT, EMAIL_HOST_USER,
+# EMAIL_HOST_PASSWORD, EMAIL_USE_TLS) sends it over SMTP.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.filebased.EmailBackend"
+)
+EMAIL_FILE_PATH = VAR_DIR / "mail"
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Piaowu <tickets@piaowu.local>")
+# "console" logs the text; real providers are added behind core.sms (see docs/tickets.md).
+PIAOWU_SMS_PROVIDER = os.environ.get("PIAOWU_SMS_PROVIDER", "console")
 
 # --- Static files ---------------------------------------------------------------------------
 STATIC_URL = "/static/"
