@@ -78,6 +78,31 @@ ERROR_CODES: dict[str, str] = {
     "idempotency_key_in_progress": "409 — the first request with this key is still running; "
     "retry shortly.",
     "idempotency_key_reused": "422 — this key was already used for a different request.",
+    # Tickets (tickets.services, api/v1/tickets.py, api/v1/printing.py)
+    "ticket_not_found": "404 — no ticket with this id is yours (or that you may print).",
+    "order_not_paid": "409 — the order is not paid (yet); it has no tickets (details.state).",
+    "no_valid_tickets": "409 — every ticket of the order was refunded or exchanged.",
+    "ticket_void": "409 — the ticket is void (refunded or exchanged): no QR, no printing.",
+    "ticket_reissue_limit": "400 — the ticket was reissued / reprinted too many times.",
+    "invalid_layout": "400 — `layout` is not `thermal80` or `a4` (details.allowed).",
+    "invalid_device": "400 — `device` is empty or not printable text (details.field).",
+    "redemption_code_invalid": "400 — not a redemption code we issued (the last character "
+    "is a check character, so a typo is caught).",
+    "redemption_code_used": "400 — the code was already redeemed (details.code).",
+    "redemption_code_expired": "400 — the code's redeem-by date has passed (details.valid_until).",
+    "redemption_wrong_event": "400 — the session is not of the code's event (details.event).",
+    "redemption_tier_missing": "400 — the session has no ticket type of the code's tier "
+    "(details.tier).",
+    "redemption_one_ticket": "400 — a code is worth one ticket: `seats` names exactly one seat.",
+    "redemption_seat_wrong_tier": "400 — the chosen seat is not of the code's tier "
+    "(details.seats, details.tier).",
+    # Check-in (checkin.services, api/v1/checkin.py); a scan's answer is never an error
+    "device_unauthorized": "401 — no `Authorization: Device <token>` header and no signed-in "
+    "staff, or the token is unknown or its device was switched off.",
+    "device_wrong_venue": "403 — the device belongs to another venue than the gate / session.",
+    "gate_not_found": "404 — no gate with this id (details.gate).",
+    "gate_wrong_venue": "400 — the gate is not at the session's venue.",
+    "gate_inactive": "400 — the gate is closed (details.gate).",
 }
 
 ERROR_CODES_DOC = "\n".join(f"- `{code}`: {text}" for code, text in ERROR_CODES.items())

@@ -8,7 +8,18 @@ from ninja import NinjaAPI
 from ninja.renderers import JSONRenderer
 
 from piaowu.api.errors import ERROR_CODES_DOC, install_error_handlers
-from piaowu.api.v1 import events, holds, live, orders, payments, sessions, venues
+from piaowu.api.v1 import (
+    checkin,
+    events,
+    holds,
+    live,
+    orders,
+    payments,
+    printing,
+    sessions,
+    tickets,
+    venues,
+)
 
 DESCRIPTION = f"""Piaowu's public API.
 
@@ -43,3 +54,6 @@ api.add_router("/v1/", venues.router)
 api.add_router("/v1/", holds.router)
 api.add_router("/v1/", orders.router)
 api.add_router("/v1/", payments.router)
+api.add_router("/v1/", tickets.router)
+api.add_router("/v1/", printing.router)
+api.add_router("/v1/", checkin.router)
