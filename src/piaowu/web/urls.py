@@ -1,6 +1,6 @@
 from django.urls import path
 
-from piaowu.web import views
+from piaowu.web import views, views_tickets
 
 app_name = "web"
 
@@ -19,4 +19,16 @@ urlpatterns = [
     path("orders/<str:public_id>/", views.order_detail, name="order"),
     path("orders/<str:public_id>/pay/", views.order_pay, name="order_pay"),
     path("orders/<str:public_id>/cancel/", views.order_cancel_view, name="order_cancel"),
+    path("orders/<str:public_id>/tickets/", views_tickets.order_tickets, name="order_tickets"),
+    path(
+        "orders/<str:public_id>/tickets.ics",
+        views_tickets.order_tickets_ics,
+        name="order_tickets_ics",
+    ),
+    path(
+        "orders/<str:public_id>/tickets.pdf",
+        views_tickets.order_tickets_pdf,
+        name="order_tickets_pdf",
+    ),
+    path("redeem/", views_tickets.redeem, name="redeem"),
 ]
