@@ -11,5 +11,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("payments/", include("piaowu.payments.urls")),
+    path("console/", include("piaowu.console.urls")),
     path("", include("piaowu.web.urls")),
 ]

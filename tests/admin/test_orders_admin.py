@@ -14,7 +14,7 @@ from piaowu.catalog.models import SalesChannel, Session
 from piaowu.inventory.models import SeatState
 from piaowu.inventory.services import hold_seats
 from piaowu.orders.models import Order, OrderHistory
-from piaowu.orders.services import order_checkout
+from piaowu.orders.services import order_checkout, order_mark_paid
 from piaowu.orders.states import OrderState
 from piaowu.payments.models import Payment
 from piaowu.payments.services import payment_start
@@ -178,3 +178,18 @@ def test_staff_who_may_only_view_orders_do_not_get_the_cancel_action(
     client.post(reverse(CHANGELIST), {"action": "cancel_unpaid", "_selected_action": [order_a.pk]})
     order_a.refresh_from_db()
     assert order_a.state == OrderState.AWAITING_PAYMENT
+
+
+def test_a_paid_orders_page_links_its_tickets_to_the_print_page(
+    admin_a: User, cat_a: Catalog
+) -> None:
+    order = order_mark_paid(order=_order(cat_a.session, "M-1-1", "13800138000"))
+    page = _client(admin_a).get(reverse("admin:orders_order_change", args=[order.pk]))
+    html = page.content.decode()
+    assert "2 tickets" not in html and "1 ticket" in html
+    assert reverse("print:order", args=[order.public_id]) in html
+
+
+def test_an_unpaid_order_has_no_tickets_to_print(admin_a: User, order_a: Order) -> None:
+    page = _client(admin_a).get(reverse("admin:orders_order_change", args=[order_a.pk]))
+    assert reverse("print:order", args=[order_a.public_id]) not in page.content.decode()

@@ -179,7 +179,7 @@ def test_checker_cannot_reach_membership_organizer_or_user_pages(
     assert organizer_page.status_code in (403, 404)
     index = client.get(reverse("admin:index"))
     app_labels = {app["app_label"] for app in index.context["app_list"]}
-    assert app_labels == {"catalog"}
+    assert app_labels == {"catalog", "checkin"}
 
 
 def test_customer_is_sent_to_the_admin_login(customer: User) -> None:

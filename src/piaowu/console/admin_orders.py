@@ -16,6 +16,8 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -137,6 +139,7 @@ class OrderAdmin(ReadOnlyScopedAdmin):
         "payment_deadline",
         "paid_at",
         "hold",
+        "tickets_link",
         "created_at",
         "updated_at",
     )
@@ -173,6 +176,18 @@ class OrderAdmin(ReadOnlyScopedAdmin):
     @admin.display(description=_("total"), ordering="total_amount")
     def total_display(self, order: Order) -> str:
         return str(order.total)
+
+    @admin.display(description=_("tickets"))
+    def tickets_link(self, order: Order) -> str:
+        count = order.tickets.count()
+        if not count:
+            return "—"
+        return format_html(
+            '{} · <a href="{}">{}</a>',
+            ngettext("%(n)d ticket", "%(n)d tickets", count) % {"n": count},
+            reverse("print:order", args=[order.public_id]),
+            _("print / reprint"),
+        )
 
     # --- Cancelling unpaid orders ---------------------------------------------------------
 
