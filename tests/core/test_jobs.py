@@ -65,7 +65,7 @@ def test_registering_the_same_name_again_replaces_the_job() -> None:
     assert calls == ["new"]
 
 
-def test_the_selling_flow_jobs_are_registered_with_their_intervals() -> None:
+def test_the_periodic_jobs_are_registered_with_their_intervals() -> None:
     jobs = register_jobs(JobRegistry())
     every = {job.name: job.every for job in jobs.jobs()}
     assert every == {
@@ -73,6 +73,7 @@ def test_the_selling_flow_jobs_are_registered_with_their_intervals() -> None:
         "orders.expire_overdue": timedelta(seconds=15),
         "payments.sandbox_deliver_due": timedelta(seconds=2),
         "payments.reconcile": timedelta(seconds=30),
+        "tickets.deliver_due": timedelta(seconds=10),
         "housekeeping": timedelta(hours=1),
     }
 
@@ -85,6 +86,7 @@ def test_the_registered_jobs_run_against_the_database() -> None:
         "orders.expire_overdue": 1,
         "payments.sandbox_deliver_due": 1,
         "payments.reconcile": 1,
+        "tickets.deliver_due": 1,
         "housekeeping": 1,
     }
 

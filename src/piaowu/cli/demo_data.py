@@ -805,6 +805,94 @@ def seed_logins() -> int:
     return created
 
 
+def seed_admission() -> list[str]:
+    """Gates at the Huayin concert hall, an open rehearsal with doors open now, the demo
+    customer's paid tickets for it (one static QR, one session with rotating codes) and a
+    redemption batch. Returns the redemption codes to print. Runs once (keyed by the event)."""
+    from piaowu.catalog.models import Seat
+    from piaowu.catalog.selectors import sales_channel_for
+    from piaowu.checkin.services import gate_create
+    from piaowu.inventory.services import hold_quantity, hold_seats
+    from piaowu.orders.services import order_checkout, order_mark_paid
+    from piaowu.tickets.models import RedemptionBatch
+    from piaowu.tickets.services import redemption_batch_create
+
+    organizer = Organizer.objects.get(slug="huayin")
+    if Event.objects.filter(organizer=organizer, code="open-rehearsal").exists():
+        batch = RedemptionBatch.objects.filter(organizer=organizer).first()
+        return [c.code for c in batch.codes.filter(redeemed_at__isnull=True)[:3]] if batch else []
+    hall = Venue.objects.get(organizer=organizer, name="华音音乐厅")
+    for name, entrances in (
+        ("A 门 Gate A", "1层 A/B 门"),
+        ("C 门 Gate C", "2层 C/D 门"),
+        ("E 门 Gate E", "3层 E 门"),
+        ("贵宾通道 VIP lane", ""),
+    ):
+        gate_create(venue=hall, name=name, entrances=entrances)
+    rehearsal = event_create(
+        organizer=organizer,
+        kind=EventKind.PERFORMANCE,
+        code="open-rehearsal",
+        title="开放排练：华音青年交响乐团",
+        title_en="Open rehearsal: Huayin Youth Symphony",
+        category=Category.objects.get(slug="classical"),
+        duration_minutes=90,
+    )
+    starts = timezone.now() + dt.timedelta(hours=1)
+    main_hall = Hall.objects.get(venue=hall, name="主厅")
+    seated = session_create(
+        event=rehearsal,
+        venue=hall,
+        hall=main_hall,
+        starts_at=starts,
+        sales_open_at=timezone.now() - dt.timedelta(days=1),
+        sales_close_at=starts,
+        tiers=[_tier("std", "观摩票", "Rehearsal seat", "20")],
+    )
+    standing = session_create(
+        event=rehearsal,
+        code="standing",
+        venue=hall,
+        starts_at=starts + dt.timedelta(minutes=5),
+        capacity_mode=CapacityMode.GENERAL,
+        capacity=200,
+        sales_open_at=timezone.now() - dt.timedelta(days=1),
+        sales_close_at=starts,
+        tiers=[_tier("ga", "站票", "Standing", "10")],
+        rotating_qr=True,
+        reentry_allowed=True,
+    )
+    audience = User.objects.get(email="audience@piaowu.demo")
+    holder = f"user:{audience.pk}"
+    seat_codes = list(
+        Seat.objects.filter(seat_map=seated.seat_map, section__code="STALLS", row_label="8")
+        .order_by("x")
+        .values_list("code", flat=True)[19:21]
+    )
+    for session, hold in (
+        (seated, hold_seats(session=seated, seat_codes=seat_codes, holder_key=holder)),
+        (standing, hold_quantity(session=standing, tier_code="ga", quantity=2, holder_key=holder)),
+    ):
+        order = order_checkout(
+            hold=hold,
+            channel=sales_channel_for(session),
+            holder_key=holder,
+            customer=audience,
+            contact_phone="13800138000",
+        )
+        order_mark_paid(order=order)
+    batch = redemption_batch_create(
+        organizer=organizer,
+        event=rehearsal,
+        tier_code="ga",
+        name="企业团购 Corporate batch (demo)",
+        size=20,
+        valid_until=starts,
+        actor=None,
+    )
+    return [c.code for c in batch.codes.all()[:3]]
+
+
 def seed_demo(stdout: TextIO | None = None) -> str:
     """Seed whatever is missing; return a one-line summary of what exists."""
     categories = seed_categories()
@@ -816,10 +904,13 @@ def seed_demo(stdout: TextIO | None = None) -> str:
         with transaction.atomic():
             seeder(categories)
     seed_logins()
+    with transaction.atomic():
+        codes = seed_admission()
     from piaowu.catalog.models import Seat, Session
 
     return (
         f"    {Organizer.objects.count()} organizers, {Venue.objects.count()} venues, "
         f"{Hall.objects.count()} halls, {Seat.objects.count():,} seats, "
-        f"{Event.objects.count()} events, {Session.objects.count()} sessions"
+        f"{Event.objects.count()} events, {Session.objects.count()} sessions\n"
+        f"    redemption codes to try at /redeem/: {', '.join(codes)}"
     )
