@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -39,14 +40,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _close_connection_pools(django_db_setup: None) -> Iterator[None]:
-    """On PostgreSQL the psycopg pool keeps idle connections to the test database open; close
-    them before pytest-django drops the database, which it cannot do while they are open."""
+def _close_connection_pools(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """On PostgreSQL the psycopg pool keeps idle connections to the test database open, and a
+    connection a server or worker thread still has checked out is not closed with the pool;
+    pytest-django cannot drop the database while any is open. Close them all first."""
     yield
-    from django.db import connections
+    from django.db import connection, connections
 
-    for connection in connections.all(initialized_only=True):
-        close_pool = getattr(connection, "close_pool", None)
+    if connection.vendor == "postgresql":
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+    for each in connections.all(initialized_only=True):
+        close_pool = getattr(each, "close_pool", None)
         if close_pool is not None:
             close_pool()
 

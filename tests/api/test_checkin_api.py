@@ -26,6 +26,13 @@ from tests.checkin.conftest import (
 )
 from tests.checkin.test_scan import _same_organizer_other_venue
 
+
+@pytest.fixture
+def client() -> Client:
+    """A client that reads answers in English (the site's default language is Chinese)."""
+    return Client(headers={"accept-language": "en"})
+
+
 __all__ = [
     "_fresh_keys",
     "clock",

@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -42,6 +43,12 @@ __all__ = [
 
 PICKER = reverse("gate:picker")
 SCANNER = reverse("gate:scanner")
+
+
+@pytest.fixture
+def client() -> Client:
+    """A client that reads answers in English (the site's default language is Chinese)."""
+    return Client(headers={"accept-language": "en"})
 
 
 def dashboard_url(session: Session) -> str:

@@ -299,7 +299,7 @@ def test_a_delivery_of_an_order_whose_tickets_were_all_voided_fails(
 
     delivery = Delivery.objects.get(order=order)
     assert delivery.status == Delivery.Status.FAILED
-    assert "no valid tickets" in delivery.last_error.lower()
+    assert delivery.last_error.startswith("no_valid_tickets: ")
 
 
 def test_limit_caps_one_run(paid_order: MakePaidOrder) -> None:

@@ -113,7 +113,7 @@ def test_a_page_per_ticket_with_serial_event_time_venue_seat_tier_and_order_code
         assert f"{local:%Y-%m-%d %H:%M}" in text
         assert session.venue.name in text and session.venue.address in text
         assert ticket.seat is not None
-        assert f"row {ticket.seat.row_label} · seat {ticket.seat.number_label}" in text
+        assert f"Row {ticket.seat.row_label}, seat {ticket.seat.number_label}" in text
         assert ticket.tier.name in text
         assert order.code in text
     # Each page carries only its own ticket.

@@ -28,7 +28,7 @@ from piaowu.accounts.models import User
 from piaowu.accounts.permissions import Perm, organizer_ids_with
 from piaowu.core.errors import DomainError, NotFound, PermissionDenied
 from piaowu.core.idempotency import idempotent, request_fingerprint
-from piaowu.tickets.delivery import entrance_label, seat_label, session_time_label
+from piaowu.tickets.delivery import entrance_label, session_time_label, ticket_place_label
 from piaowu.tickets.models import PrintLog, Ticket
 from piaowu.tickets.printing import (
     order_find_for_printing,
@@ -111,7 +111,7 @@ def _order_page(
     rows = [
         {
             "ticket": ticket,
-            "seat": seat_label(ticket),
+            "seat": ticket_place_label(ticket),
             "entrance": entrance_label(ticket),
             "tier": ticket.tier.tr("name"),
             "prints": printed.get(ticket.pk, 0),
@@ -163,7 +163,7 @@ def _layout_context(log: PrintLog) -> dict[str, Any]:
         "session_time": session_time_label(ticket),
         "venue_name": ticket.session.venue.tr("name"),
         "venue_address": ticket.session.venue.tr("address"),
-        "seat": seat_label(ticket),
+        "seat": ticket_place_label(ticket),
         "entrance": entrance_label(ticket),
         "tier": ticket.tier.tr("name"),
         "superseded": superseded,

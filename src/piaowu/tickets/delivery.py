@@ -58,7 +58,7 @@ from piaowu.core.sms import SmsError, sms_send
 from piaowu.orders.models import Order
 from piaowu.orders.states import PAID_STATES
 from piaowu.tickets.models import Delivery, Ticket
-from piaowu.tickets.selectors import ticket_qr_text, tickets_for_order
+from piaowu.tickets.selectors import seat_label, ticket_qr_text, tickets_for_order
 
 logger = logging.getLogger(__name__)
 
@@ -128,16 +128,12 @@ def session_time_label(order_or_ticket: Order | Ticket) -> str:
     return f"{session.local_starts_at:%Y-%m-%d %H:%M} ({session.venue.timezone})"
 
 
-def seat_label(ticket: Ticket) -> str:
-    """`池座 · 1排 5号` / `Section A · row 1 · seat 5`, or general admission."""
-    seat = ticket.seat
-    if seat is None:
+def ticket_place_label(ticket: Ticket) -> str:
+    """`池座 · 1排5座` / `Stalls · Row 1, seat 5`, or general admission: the section plus
+    `tickets.selectors.seat_label`, for paper and mail where the section has no column."""
+    if ticket.seat is None:
         return _("General admission")
-    return _("%(section)s · row %(row)s · seat %(number)s") % {
-        "section": seat.section.tr("name"),
-        "row": seat.row_label,
-        "number": seat.number_label,
-    }
+    return f"{ticket.seat.section.tr('name')} · {seat_label(ticket)}"
 
 
 def entrance_label(ticket: Ticket) -> str:
@@ -293,7 +289,7 @@ def _draw_ticket(canvas: Canvas, ticket: Ticket, number: int, count: int, font: 
         (_("Time"), session_time_label(ticket)),
         (_("Venue"), session.venue.tr("name")),
         (_("Address"), session.venue.tr("address")),
-        (_("Seat"), seat_label(ticket)),
+        (_("Seat"), ticket_place_label(ticket)),
     ]
     entrance = entrance_label(ticket)
     if entrance:
@@ -405,7 +401,7 @@ def order_calendar_ics(order: Order) -> bytes:
     if venue.latitude is not None and venue.longitude is not None:
         event.add("geo", (float(venue.latitude), float(venue.longitude)))
     labels = Counter(
-        seat_label(t) for t in tickets_for_order(order) if t.state == Ticket.State.VALID
+        ticket_place_label(t) for t in tickets_for_order(order) if t.state == Ticket.State.VALID
     )
     # Seats are each named once; general admissions repeat one label, so count them instead.
     seats = [label if n == 1 else f"{label} × {n}" for label, n in labels.items()]
@@ -439,7 +435,7 @@ def ticket_email(order: Order, recipient: str) -> EmailMultiAlternatives:
         "tickets": [
             {
                 "serial": t.serial,
-                "seat": seat_label(t),
+                "seat": ticket_place_label(t),
                 "entrance": entrance_label(t),
                 "tier": t.tier.tr("name"),
             }
@@ -570,7 +566,9 @@ def deliveries_send_due(*, now: datetime | None = None, limit: int = 50) -> int:
 
 
 def _record_failure(delivery: Delivery, exc: Exception, *, permanent: bool) -> None:
-    error = f"{type(exc).__name__}: {exc}"[:300]
+    # A domain error's stable code first, so the log reads the same in every language.
+    name = exc.code if isinstance(exc, DomainError) else type(exc).__name__
+    error = f"{name}: {exc}"[:300]
     give_up = permanent or delivery.attempts >= MAX_ATTEMPTS
     update: dict[str, Any] = {"last_error": error}
     if give_up:
