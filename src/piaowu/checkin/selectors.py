@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
 from django.utils.translation import gettext as _
 
@@ -17,50 +15,18 @@ from piaowu.core.errors import NotFound
 from piaowu.tickets.models import Ticket
 from piaowu.tickets.selectors import seat_label
 
-T = TypeVar("T")
-
-
-# Every scan reads its device, gate and session; building those three queries was about half
-# of a scan's CPU (bench/README.md). They are cached for a few seconds — per process, or shared
-# through Redis — and the services that switch a device or gate off drop them at once; a
-# session edited in the admin is seen within CACHE_SECONDS.
-CACHE_SECONDS = 5
-
-
-def _cached(key: str, load: Callable[[], T | None]) -> T | None:
-    value: T | None = cache.get(key)
-    if value is None:
-        value = load()
-        if value is not None:
-            cache.set(key, value, CACHE_SECONDS)
-    return value
-
-
-def device_cache_key(token_hash: str) -> str:
-    return f"checkin:device:{token_hash}"
-
-
-def gate_cache_key(public_id: str) -> str:
-    return f"checkin:gate:{public_id}"
-
 
 def device_by_token(token: str) -> Device | None:
     """The device whose token this is (active or not), with its venue and organizer."""
     if not token or len(token) > 200:
         return None
     digest = hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
-    return _cached(
-        device_cache_key(digest),
-        lambda: Device.objects.select_related("venue").filter(token_hash=digest).first(),
-    )
+    return Device.objects.select_related("venue").filter(token_hash=digest).first()
 
 
 def gate_get(public_id: str) -> Gate:
     """A gate by its public id, with its venue. Error: `gate_not_found` (404)."""
-    gate = _cached(
-        gate_cache_key(public_id),
-        lambda: Gate.objects.select_related("venue").filter(public_id=public_id).first(),
-    )
+    gate = Gate.objects.select_related("venue").filter(public_id=public_id).first()
     if gate is None:
         raise NotFound("gate", _("No such gate."), {"gate": public_id})
     return gate
@@ -69,12 +35,7 @@ def gate_get(public_id: str) -> Gate:
 def session_for_checkin(public_id: str) -> Session:
     """Any session by public id (published or not: staff check in), with event and venue.
     Error: `session_not_found` (404)."""
-    session = _cached(
-        f"checkin:session:{public_id}",
-        lambda: (
-            Session.objects.select_related("event", "venue").filter(public_id=public_id).first()
-        ),
-    )
+    session = Session.objects.select_related("event", "venue").filter(public_id=public_id).first()
     if session is None:
         raise NotFound("session", _("No such session."), {"session": public_id})
     return session

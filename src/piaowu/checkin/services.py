@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
 from django.utils.translation import gettext as _
@@ -37,7 +36,6 @@ from piaowu.accounts.models import User
 from piaowu.catalog.models import Seat, Session, Venue
 from piaowu.checkin import verify
 from piaowu.checkin.models import Admission, Device, Gate, Scan
-from piaowu.checkin.selectors import device_cache_key, gate_cache_key
 from piaowu.core import clock
 from piaowu.core.errors import DomainError
 from piaowu.tickets import codec
@@ -237,10 +235,6 @@ def gate_update(
     try:
         with transaction.atomic():
             Gate.objects.filter(pk=gate.pk).update(**values)
-            # Now, and again at commit: a scan in between could cache the old row.
-            key = gate_cache_key(gate.public_id)
-            cache.delete(key)
-            transaction.on_commit(lambda: cache.delete(key))
     except IntegrityError:
         raise DomainError(
             "gate_name_taken",
@@ -279,7 +273,6 @@ def device_register(*, venue: Venue, name: str, actor: User | None) -> tuple[Dev
 def device_deactivate(*, device: Device, actor: User | None = None) -> Device:
     """The device's token stops working at once (lost or stolen scanner). Harmless twice."""
     Device.objects.filter(pk=device.pk).update(is_active=False)
-    cache.delete(device_cache_key(device.token_hash))
     device.is_active = False
     return device
 
@@ -318,8 +311,6 @@ def device_touch(*, device: Device, pack: bool = False) -> None:
         Device.objects.filter(pk=device.pk).update(**values)
         for name, value in values.items():
             setattr(device, name, value)
-        # The cached copy would still say "not seen for a minute" and write on every scan.
-        cache.delete(device_cache_key(device.token_hash))
 
 
 # --- Scans ------------------------------------------------------------------------------------
