@@ -9,49 +9,23 @@ green race test would prove nothing.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from piaowu.checkin.models import Admission, Scan
 from piaowu.checkin.selectors import scan_conflicts
 from piaowu.checkin.services import SyncScan, checkin_scan, checkin_sync
-from piaowu.core.errors import DomainError
 from piaowu.tickets.models import Ticket
 from piaowu.tickets.selectors import ticket_qr_text
 from tests.checkin.conftest import Door, MakeDoor
+from tests.races import race
 from tests.tickets.conftest import MakePaidOrder
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 GATES = 8
-
-
-def race(work: list[Callable[[], Any]]) -> list[Any]:
-    """Run each callable in its own thread, released together; a DomainError becomes its code."""
-    barrier = threading.Barrier(len(work))
-    results: list[Any] = [None] * len(work)
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = work[i]()
-        except DomainError as exc:
-            results[i] = exc.code
-        except Exception as exc:
-            results[i] = repr(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(work))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
 
 
 def _setup(paid_order: MakePaidOrder, make_door: MakeDoor) -> tuple[list[Door], str, Ticket]:

@@ -23,7 +23,7 @@ from piaowu.orders.models import Order
 from piaowu.orders.services import normalize_phone, order_purchase
 from piaowu.orders.states import OrderState
 from tests.orders.conftest import PHONE, Clock, web_channel
-from tests.orders.test_races import race
+from tests.races import race
 
 MakeSession = Callable[..., Session]
 

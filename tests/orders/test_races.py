@@ -11,46 +11,20 @@ loser back even without the order's guard.
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
 
-from piaowu.core.errors import DomainError
 from piaowu.inventory.models import SeatState
 from piaowu.orders.models import Order, OrderHistory
 from piaowu.orders.services import order_cancel, order_expire_overdue, order_mark_paid
 from piaowu.orders.states import OrderState
+from tests.races import race
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 Checkout = Callable[..., Order]
-
-
-def race(work: list[Callable[[], Any]]) -> list[Any]:
-    """Run each callable in its own thread, released together; a DomainError becomes its code."""
-    barrier = threading.Barrier(len(work))
-    results: list[Any] = [None] * len(work)
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = work[i]()
-        except DomainError as exc:
-            results[i] = exc.code
-        except Exception as exc:
-            results[i] = repr(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(work))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
 
 
 def rival_vs_expiry(order: Order, rival: str) -> list[Any]:

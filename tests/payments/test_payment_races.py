@@ -34,7 +34,6 @@ from piaowu.payments.models import Payment, SandboxRefund
 from piaowu.payments.providers.sandbox import signed_notification
 from piaowu.payments.services import payment_notification_receive, sandbox_pay
 from tests.orders.conftest import checkout, clock, reserved_session
-from tests.orders.test_races import race
 from tests.payments.helpers import Recorded
 from tests.payments.keys import private_pem, public_pem
 from tests.payments.test_alipay import APP_ID, fake_gateway, form
@@ -44,6 +43,7 @@ from tests.payments.test_order_payments import (
     seat_states,
     start,
 )
+from tests.races import race
 
 __all__ = ["checkout", "clock", "reserved_session"]
 

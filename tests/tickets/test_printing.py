@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from django.db import connection
 
 from piaowu.accounts.models import Organizer, Role, User
 from piaowu.core.errors import DomainError, NotFound
@@ -23,6 +22,7 @@ from piaowu.tickets.printing import (
 )
 from piaowu.tickets.selectors import ticket_qr_text
 from piaowu.tickets.services import ticket_void
+from tests.races import race
 from tests.tickets.conftest import MakePaidOrder
 
 MakeStaff = Callable[..., User]
@@ -179,29 +179,6 @@ def test_staff_lookups_are_scoped_to_sellers_of_the_organizer(
 # --- Two prints of one ticket at the same instant (PostgreSQL) ---------------------------------
 
 
-def _race(n: int, work: Callable[[int], Any]) -> list[Any]:
-    barrier = threading.Barrier(n)
-    results: list[Any] = [None] * n
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = work(i)
-        except DomainError as exc:
-            results[i] = exc.code
-        except Exception as exc:  # surfaced in the assertion message
-            results[i] = repr(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
-
-
 @pytest.mark.postgres
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
@@ -218,7 +195,7 @@ def test_racing_prints_of_one_ticket_make_exactly_one_first_print(
         own = Ticket.objects.select_related("signing_key").get(pk=ticket.pk)
         return ticket_print_record(ticket=own, layout="a4", device=f"Box {i}", actor=None)
 
-    results = _race(n, work)
+    results = race([functools.partial(work, i) for i in range(n)])
 
     assert all(isinstance(r, PrintLog) for r in results), results
     logs = list(PrintLog.objects.filter(ticket=ticket).order_by("id"))

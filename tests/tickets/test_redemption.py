@@ -5,14 +5,13 @@ nothing, exactly once — also when two redemptions race (PostgreSQL, real threa
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
-import threading
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from piaowu.accounts.models import Organizer, User
@@ -34,6 +33,7 @@ from piaowu.tickets.services import (
 )
 from tests.factories import make_event, make_session, make_venue
 from tests.orders.conftest import PHONE, web_channel
+from tests.races import race
 
 SERIAL = re.compile(r"^[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")
 
@@ -370,29 +370,6 @@ def test_sessions_not_on_sale_are_not_offered(festival: Festival, clock: Any) ->
 # --- Two redemptions of one code at the same instant (PostgreSQL) ------------------------------
 
 
-def _race(n: int, work: Callable[[int], Any]) -> list[Any]:
-    barrier = threading.Barrier(n)
-    results: list[Any] = [None] * n
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = work(i)
-        except DomainError as exc:
-            results[i] = exc.code
-        except Exception as exc:  # surfaced in the assertion message
-            results[i] = repr(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
-
-
 @pytest.mark.postgres
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
@@ -413,7 +390,7 @@ def test_racing_redemptions_of_one_code(
         own = Session.objects.select_related("event").get(pk=session.pk)
         return redeem(code, own, holder_key=f"redeemer-{i}")
 
-    results = _race(n, work)
+    results = race([functools.partial(work, i) for i in range(n)])
 
     orders = [r for r in results if isinstance(r, Order)]
     paid = Order.objects.filter(session=session, state=OrderState.PAID)
