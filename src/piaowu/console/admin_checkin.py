@@ -26,6 +26,7 @@ from piaowu.checkin.models import Admission, Device, Gate, Scan
 from piaowu.console.admin_scoping import (
     ModelForm,
     OrganizerScopedAdmin,
+    ReadOnlyAdminMixin,
     apply_domain_error,
     scope_queryset,
     user_of,
@@ -174,12 +175,8 @@ class DeviceAdmin(_CheckinAdmin):
         )
 
 
-class _ReadOnly(_CheckinAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+class _ReadOnly(ReadOnlyAdminMixin, _CheckinAdmin):
+    """Scans and admissions are append-only records of what gates did."""
 
 
 class GateFilter(admin.SimpleListFilter):

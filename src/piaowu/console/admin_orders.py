@@ -25,6 +25,7 @@ from piaowu.accounts.permissions import Perm
 from piaowu.console.admin_scoping import (
     OrganizerScopedAdmin,
     OrganizerScopedInline,
+    ReadOnlyAdminMixin,
     ReadOnlyInlineMixin,
     TabularInline,
     user_of,
@@ -40,20 +41,11 @@ from piaowu.payments.models import Payment
 ORDER_ORGANIZER = "session__event__organizer"
 
 
-class ReadOnlyScopedAdmin(OrganizerScopedAdmin):
+class ReadOnlyScopedAdmin(ReadOnlyAdminMixin, OrganizerScopedAdmin):
     """Viewing needs `ORDERS_VIEW` at the row's organizer; nothing is added, changed or deleted."""
 
     view_perm = Perm.ORDERS_VIEW
     manage_perm = Perm.ORDERS_SELL
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class _OrderInline(ReadOnlyInlineMixin, OrganizerScopedInline, TabularInline):

@@ -246,6 +246,20 @@ class OrganizerScopedInline(_Scoping, InlineModelAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+class ReadOnlyAdminMixin:
+    """A list and detail view of rows only services write (orders, tickets, scans, keys):
+    nothing is added, changed or deleted here. Put it before the admin base class."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class ReadOnlyInlineMixin:
     """An inline that lists rows and links to them; rows are added and edited elsewhere."""
 

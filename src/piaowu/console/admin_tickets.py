@@ -37,6 +37,7 @@ from piaowu.catalog.selectors import sales_channel_for
 from piaowu.console.admin_scoping import (
     OrganizerScopedAdmin,
     OrganizerScopedInline,
+    ReadOnlyAdminMixin,
     ReadOnlyInlineMixin,
     TabularInline,
     apply_domain_error,
@@ -66,19 +67,6 @@ from piaowu.tickets.services import (
 CHANGE_LIST_TEMPLATE = "console/admin/change_list.html"
 CHANGE_FORM_TEMPLATE = "console/admin/change_form.html"
 TOOL_TEMPLATE = "console/admin/tool.html"
-
-
-class _ReadOnly:
-    """Rows are written by the services only."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 def _tool(
@@ -132,7 +120,7 @@ class RevokeConfirmForm(forms.Form):
 
 
 @admin.register(SigningKey)
-class SigningKeyAdmin(_ReadOnly, OrganizerScopedAdmin):
+class SigningKeyAdmin(ReadOnlyAdminMixin, OrganizerScopedAdmin):
     view_perm = Perm.CATALOG_MANAGE
     manage_perm = Perm.CATALOG_MANAGE
     organizer_path = "organizer"
@@ -266,7 +254,7 @@ class PrintLogInline(_TicketInline):
 
 
 @admin.register(Ticket)
-class TicketAdmin(_ReadOnly, OrganizerScopedAdmin):
+class TicketAdmin(ReadOnlyAdminMixin, OrganizerScopedAdmin):
     view_perm = Perm.ORDERS_VIEW
     manage_perm = Perm.ORDERS_SELL
     organizer_path = "organizer"
@@ -404,7 +392,7 @@ class RedeemDeskForm(forms.Form):
 
 
 @admin.register(RedemptionBatch)
-class RedemptionBatchAdmin(_ReadOnly, OrganizerScopedAdmin):
+class RedemptionBatchAdmin(ReadOnlyAdminMixin, OrganizerScopedAdmin):
     view_perm = Perm.ORDERS_VIEW
     manage_perm = Perm.CATALOG_MANAGE
     organizer_path = "organizer"
@@ -620,7 +608,7 @@ class RedemptionBatchAdmin(_ReadOnly, OrganizerScopedAdmin):
 
 
 @admin.register(RedemptionCode)
-class RedemptionCodeAdmin(_ReadOnly, OrganizerScopedAdmin):
+class RedemptionCodeAdmin(ReadOnlyAdminMixin, OrganizerScopedAdmin):
     """The codes of the batches an organizer's managers may see (they are worth tickets)."""
 
     view_perm = Perm.CATALOG_MANAGE
