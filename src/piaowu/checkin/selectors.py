@@ -62,6 +62,19 @@ class SessionCounts:
     conflicts: int  # synced double admissions
     gates: list[GateCount]
 
+    def as_json(self) -> dict[str, Any]:
+        """The shape of `GET …/counts` (also the dashboard's refresh)."""
+        return {
+            "tickets": self.tickets,
+            "admitted": self.admitted,
+            "inside": self.inside,
+            "conflicts": self.conflicts,
+            "gates": [
+                {"id": row.gate.public_id, "name": row.gate.name, "admitted": row.admitted}
+                for row in self.gates
+            ],
+        }
+
 
 def session_counts(session: Session) -> SessionCounts:
     """Live counts for the dashboard and `GET …/counts`: five indexed aggregate queries."""

@@ -207,7 +207,7 @@ def dashboard(request: HttpRequest, session_id: str) -> HttpResponse:
     context = {
         "session": session,
         "venue": session.venue,
-        "counts": _counts_json(checkin_selectors.session_counts(session)),
+        "counts": checkin_selectors.session_counts(session).as_json(),
         "refusals": _refusals(session),
         "conflicts": _conflicts(session),
         "counts_url": reverse("gate:dashboard_counts", args=[session.public_id]),
@@ -222,22 +222,9 @@ def dashboard_counts(request: HttpRequest, session_id: str) -> JsonResponse:
     """The dashboard's live counts (the same shape as the API's `…/counts`, but open to
     `orders.view` too and without registering a scanning device for the viewer)."""
     session = _dashboard_session(request, session_id)
-    response = JsonResponse(_counts_json(checkin_selectors.session_counts(session)))
+    response = JsonResponse(checkin_selectors.session_counts(session).as_json())
     response["Cache-Control"] = "no-store"
     return response
-
-
-def _counts_json(counts: checkin_selectors.SessionCounts) -> dict[str, Any]:
-    return {
-        "tickets": counts.tickets,
-        "admitted": counts.admitted,
-        "inside": counts.inside,
-        "conflicts": counts.conflicts,
-        "gates": [
-            {"id": row.gate.public_id, "name": row.gate.name, "admitted": row.admitted}
-            for row in counts.gates
-        ],
-    }
 
 
 def _refusals(session: Session) -> list[dict[str, Any]]:

@@ -426,14 +426,4 @@ def checkin_sync_create(request: HttpRequest, payload: SyncIn) -> dict[str, Any]
 def checkin_counts(request: HttpRequest, session_id: str) -> dict[str, Any]:
     caller = Caller(request, mutating=False)
     session, _device = _session_for(caller, session_id)
-    counts = session_counts(session)
-    return {
-        "tickets": counts.tickets,
-        "admitted": counts.admitted,
-        "inside": counts.inside,
-        "conflicts": counts.conflicts,
-        "gates": [
-            {"id": row.gate.public_id, "name": row.gate.name, "admitted": row.admitted}
-            for row in counts.gates
-        ],
-    }
+    return session_counts(session).as_json()
