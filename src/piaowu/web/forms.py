@@ -88,10 +88,10 @@ class PaymentChoiceForm(forms.Form):
             field.initial = providers[0]
 
 
-class CheckoutForm(PaymentChoiceForm):
-    """Contact details and the payment method. Guests must give a phone (asked here so the
-    page can say so before anything is written); what a valid phone is stays the checkout
-    service's rule (`invalid_phone`), as does the final say on `contact_required`."""
+class ContactForm(forms.Form):
+    """The buyer's phone and e-mail, for checkout and redemption alike. Guests must give a phone
+    (asked here so the page can say so before anything is written); what a valid phone is stays
+    the checkout service's rule (`invalid_phone`), as does the final say on `contact_required`."""
 
     phone = forms.CharField(
         label=_("Mobile phone"),
@@ -106,10 +106,9 @@ class CheckoutForm(PaymentChoiceForm):
         required=False,
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
     )
-    field_order = ["phone", "email", "provider"]
 
-    def __init__(self, *args: Any, providers: list[str], guest: bool, **kwargs: Any) -> None:
-        super().__init__(*args, providers=providers, **kwargs)
+    def __init__(self, *args: Any, guest: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         phone = self.fields["phone"]
         phone.required = guest
         # The checkout service's own wording for a missing phone (`contact_required`).
@@ -118,6 +117,38 @@ class CheckoutForm(PaymentChoiceForm):
         )
         if not guest:
             phone.help_text = _("Optional: the order is kept in your account.")
+
+
+class CheckoutForm(ContactForm, PaymentChoiceForm):
+    """Contact details and the payment method (`providers=`, `guest=`)."""
+
+    field_order = ["phone", "email", "provider"]
+
+
+class RedeemForm(ContactForm):
+    """Step 1 is the code alone; step 2 (`redeeming`) adds the session and, for guests, the
+    phone. Whether the code still works stays the redemption service's rule."""
+
+    code = forms.CharField(
+        label=_("Redemption code"),
+        max_length=40,
+        widget=forms.TextInput(
+            attrs={"autocomplete": "off", "autocapitalize": "characters", "spellcheck": "false"}
+        ),
+    )
+    session = forms.CharField(label=_("Session"), max_length=40, required=False)
+    field_order = ["code", "session", "phone", "email"]
+
+    def __init__(self, *args: Any, guest: bool, redeeming: bool, **kwargs: Any) -> None:
+        super().__init__(*args, guest=guest, **kwargs)
+        if not redeeming:
+            self.fields["phone"].required = False  # step 1 asks for the code only
+        else:
+            self.fields["session"].required = True
+            self.fields["session"].error_messages["required"] = _("Choose a session.")
+
+    def clean_code(self) -> str:
+        return str(self.cleaned_data["code"]).strip()
 
 
 class OrderLookupForm(forms.Form):

@@ -11,9 +11,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
@@ -40,6 +38,7 @@ from piaowu.tickets.selectors import (
     tickets_for_order,
 )
 from piaowu.tickets.services import redemption_redeem
+from piaowu.web.forms import RedeemForm
 from piaowu.web.views import _buyer_order, _customer, _grant_order, map_links, seat_label
 
 # --- The e-ticket page -------------------------------------------------------------------------
@@ -170,48 +169,6 @@ def order_tickets_pdf(request: HttpRequest, public_id: str) -> HttpResponse:
 
 
 # --- Redeeming a code --------------------------------------------------------------------------
-
-
-class RedeemForm(forms.Form):
-    """Step 1 is the code alone; step 2 adds the session and (for guests) the contact. What a
-    valid phone is, and whether the code still works, stay the services' rules."""
-
-    code = forms.CharField(
-        label=gettext_lazy("Redemption code"),
-        max_length=40,
-        widget=forms.TextInput(
-            attrs={"autocomplete": "off", "autocapitalize": "characters", "spellcheck": "false"}
-        ),
-    )
-    session = forms.CharField(label=gettext_lazy("Session"), max_length=40, required=False)
-    phone = forms.CharField(
-        label=gettext_lazy("Mobile phone"),
-        max_length=32,
-        required=False,
-        help_text=gettext_lazy("We use it to find your order again; nothing else."),
-        widget=forms.TextInput(attrs={"autocomplete": "tel", "inputmode": "tel"}),
-    )
-    email = forms.EmailField(
-        label=gettext_lazy("E-mail"),
-        max_length=254,
-        required=False,
-        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
-    )
-
-    def __init__(self, *args: Any, guest: bool, redeeming: bool, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if redeeming:
-            self.fields["session"].required = True
-            self.fields["session"].error_messages["required"] = _("Choose a session.")
-            self.fields["phone"].required = guest
-            self.fields["phone"].error_messages["required"] = _(
-                "Enter a phone number so you can find your order again."
-            )
-        if not guest:
-            self.fields["phone"].help_text = _("Optional: the order is kept in your account.")
-
-    def clean_code(self) -> str:
-        return str(self.cleaned_data["code"]).strip()
 
 
 NO_SESSION_FOR_CODE = gettext_lazy(
