@@ -11,6 +11,13 @@
 // read → key by kid → Ed25519 signature (WebCrypto) → session → gate → window → revoked →
 // rotating code (HMAC-SHA256) → admission, and queues the scans for the sync.
 
+import {
+  base64Bytes,
+  hmac,
+  hmacKey,
+  rotatingCode as codeAt,
+} from "../web/ticketcode.js";
+
 const STORE = "piaowu.gate.";
 const RETRY_DELAYS_MS = [0, 400, 1200];
 const REQUEST_TIMEOUT_MS = 5000;
@@ -122,20 +129,6 @@ function base32Decode(text) {
   return new Uint8Array(out);
 }
 
-function base32Encode(bytes) {
-  let bits = 0, value = 0, out = "";
-  for (const byte of bytes) {
-    value = (value << 8) | byte;
-    bits += 8;
-    while (bits >= 5) {
-      out += BASE32[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += BASE32[(value << (5 - bits)) & 31];
-  return out;
-}
-
 function checkChar(chars) {
   let total = 0;
   chars.forEach((c, i) => { total += (2 * i + 1) * CROCKFORD.indexOf(c); });
@@ -183,16 +176,6 @@ export function parseCode(raw) {
     signature: blob.slice(CLAIMS_SIZE),
     rotatingCode,
   };
-}
-
-function base64Bytes(text) {
-  const binary = window.atob(text);
-  return Uint8Array.from(binary, (c) => c.charCodeAt(0));
-}
-
-async function hmac(keyBytes, message) {
-  const key = await crypto.subtle.importKey("raw", keyBytes, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-  return new Uint8Array(await crypto.subtle.sign("HMAC", key, message));
 }
 
 // --- The offline verifier ----------------------------------------------------------------------
@@ -270,14 +253,11 @@ class OfflineVerifier {
     const view = new DataView(message.buffer);
     view.setBigUint64(0, claims.token);
     view.setUint16(8, claims.secretVersion);
-    const perTicket = await hmac(base64Bytes(keyText), message);
+    const perTicket = await hmacKey(await hmac(await hmacKey(base64Bytes(keyText)), message));
     const stepSeconds = rotation.step_seconds || 15, tolerance = rotation.tolerance_steps ?? 2;
     const step = Math.floor(nowSeconds / stepSeconds);
     for (let delta = -tolerance; delta <= tolerance; delta += 1) {
-      const stepBytes = new Uint8Array(8);
-      new DataView(stepBytes.buffer).setBigUint64(0, BigInt(step + delta));
-      const digest = await hmac(perTicket, stepBytes);
-      if (base32Encode(digest.slice(0, 5)) === rotatingCode) return true;
+      if ((await codeAt(perTicket, step + delta)) === rotatingCode) return true;
     }
     return false;
   }

@@ -10,6 +10,7 @@
 // the serial stays the fallback: no broken code is shown.
 
 import { encode, toSvg } from "./qr.js";
+import { base64Bytes, hmacKey, rotatingCode } from "./ticketcode.js";
 
 const page = document.querySelector(".tickets-page");
 const cards = [...document.querySelectorAll(".ticket-card[data-secret]")];
@@ -17,42 +18,10 @@ const stepSeconds = Number(page?.dataset.stepSeconds) || 15;
 // How far the phone's clock is from the server's, measured when the page arrived.
 const clockOffset = page?.dataset.serverMs ? Number(page.dataset.serverMs) - Date.now() : 0;
 const labelChanges = page?.dataset.labelChanges || "{s}";
-const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-
 const now = () => Date.now() + clockOffset;
 
-function base64Bytes(text) {
-  const raw = atob(text);
-  return Uint8Array.from(raw, (ch) => ch.charCodeAt(0));
-}
-
-function base32(bytes) {
-  let bits = 0, value = 0, out = "";
-  for (const b of bytes) {
-    value = (value << 8) | b;
-    bits += 8;
-    while (bits >= 5) {
-      out += BASE32[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += BASE32[(value << (5 - bits)) & 31];
-  return out;
-}
-
-/** The rotating code of `key` (an HMAC CryptoKey) for step `step`. */
-export async function rotatingCode(key, step) {
-  const message = new DataView(new ArrayBuffer(8));
-  message.setUint32(0, Math.floor(step / 2 ** 32));
-  message.setUint32(4, step >>> 0);
-  const digest = new Uint8Array(await crypto.subtle.sign("HMAC", key, message.buffer));
-  return base32(digest.slice(0, 5));
-}
-
 function importKey(secret) {
-  return crypto.subtle.importKey(
-    "raw", base64Bytes(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"],
-  );
+  return hmacKey(base64Bytes(secret));
 }
 
 function unsupported(card) {
