@@ -521,6 +521,19 @@ def test_recent_scans_newest_first_per_gate(door: Door, make_door: MakeDoor) -> 
     assert [s.outcome for s in scans_recent(door.session)] == ["valid", "valid"]
     assert [s.gate_id for s in scans_recent(door.session)] == [other.gate.pk, door.gate.pk]
     assert [s.gate_id for s in scans_recent(door.session, gate=door.gate)] == [door.gate.pk]
+    # the refused ones only, however many accepted scans came after them
+    door.clock.shift(dt.timedelta(seconds=1))
+    door.scan("junk")
+    door.clock.shift(dt.timedelta(seconds=1))
+    door.scan(door.qr(0))  # already used
+    door.clock.shift(dt.timedelta(seconds=1))
+    door.scan(door.qr(1), direction="exit")  # accepted
+    refused = scans_recent(door.session, refused=True, limit=1)
+    assert [s.outcome for s in refused] == ["already_used"]
+    assert [s.outcome for s in scans_recent(door.session, refused=True)] == [
+        "already_used",
+        "unreadable",
+    ]
 
 
 def test_an_online_scan_costs_a_fixed_number_of_queries(

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from piaowu.catalog.models import Session
+from piaowu.catalog.models import Event, Session, Venue
 from piaowu.checkin.models import Admission, Device, Gate, Scan
+from piaowu.core import clock
 from piaowu.core.errors import NotFound
 from piaowu.tickets.models import Ticket
 from piaowu.tickets.selectors import seat_label
@@ -111,11 +115,15 @@ def scan_conflicts(session: Session) -> QuerySet[Scan]:
     )
 
 
-def scans_recent(session: Session, *, gate: Gate | None = None, limit: int = 50) -> list[Scan]:
-    """The latest scans of the session (at one gate), newest first."""
+def scans_recent(
+    session: Session, *, gate: Gate | None = None, refused: bool = False, limit: int = 50
+) -> list[Scan]:
+    """The latest scans of the session (at one gate; only the refused ones), newest first."""
     scans = Scan.objects.filter(session=session)
     if gate is not None:
         scans = scans.filter(gate=gate)
+    if refused:
+        scans = scans.filter(accepted=False)
     return list(
         scans.select_related("device", "gate", "ticket").order_by("-scanned_at", "-id")[
             : max(1, min(limit, 500))
@@ -137,3 +145,32 @@ def ticket_display(ticket: Ticket) -> dict[str, Any]:
         "attendee_name": ticket.attendee_name or None,
         "attendee_id_masked": ticket.attendee_id_masked or None,
     }
+
+
+# --- What a checker may pick ----------------------------------------------------------------
+
+
+def venues_for_checker(allowed: set[int] | None) -> QuerySet[Venue]:
+    """Active venues of the organizers in `allowed` (None: every organizer)."""
+    venues = Venue.objects.filter(is_active=True)
+    if allowed is not None:
+        venues = venues.filter(organizer_id__in=allowed)
+    return venues.order_by("city", "name")
+
+
+def sessions_for_gate(
+    venue: Venue, *, now: dt.datetime | None = None, limit: int = 40
+) -> list[Session]:
+    """Today's sessions (in the venue's time zone) and the upcoming ones whose doors have not
+    closed, earliest first."""
+    now = now or clock.now()
+    local_today = timezone.localtime(now, venue.tzinfo).date()
+    day_start = dt.datetime.combine(local_today, dt.time.min, tzinfo=venue.tzinfo)
+    still_admitting = now - dt.timedelta(minutes=settings.PIAOWU_ADMIT_AFTER_END_MINUTES)
+    return list(
+        Session.objects.filter(venue=venue, status=Session.Status.SCHEDULED)
+        .filter(Q(starts_at__gte=day_start) | Q(ends_at__gt=still_admitting))
+        .exclude(event__status__in=[Event.Status.DRAFT, Event.Status.CANCELLED])
+        .select_related("event", "venue")
+        .order_by("starts_at")[:limit]
+    )

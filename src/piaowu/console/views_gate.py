@@ -16,10 +16,9 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
@@ -30,16 +29,16 @@ from django.views.decorators.http import require_GET
 
 from piaowu.accounts.models import User
 from piaowu.accounts.permissions import Perm, organizer_ids_with
-from piaowu.catalog.models import Event, Session, Venue
+from piaowu.catalog.models import Session
 from piaowu.checkin import selectors as checkin_selectors
 from piaowu.checkin.models import Gate, Scan
+from piaowu.checkin.verify import parse_entrances
 from piaowu.core import clock
 from piaowu.tickets.selectors import seat_label
 
 #: How many sessions the picker lists per venue, and refusals the dashboard shows.
 SESSION_LIMIT = 40
 REFUSAL_LIMIT = 50
-REFUSAL_SCAN_WINDOW = 500  # the latest scans the refusals are picked from
 CONFLICT_LIMIT = 200
 
 
@@ -71,32 +70,6 @@ def _scoped(queryset: QuerySet[Any], path: str, allowed: set[int] | None) -> Que
     return queryset if allowed is None else queryset.filter(**{f"{path}__in": allowed})
 
 
-# --- Reads for the page's setup -----------------------------------------------------------------
-# (The lead may move these into checkin.selectors; they only list what a checker may pick.)
-
-
-def venues_for_checker(allowed: set[int] | None) -> QuerySet[Venue]:
-    return _scoped(Venue.objects.filter(is_active=True), "organizer_id", allowed).order_by(
-        "city", "name"
-    )
-
-
-def sessions_for_gate(venue: Venue, *, now: dt.datetime | None = None) -> list[Session]:
-    """Today's sessions (in the venue's time zone) and the upcoming ones whose doors have not
-    closed, earliest first."""
-    now = now or clock.now()
-    local_today = timezone.localtime(now, venue.tzinfo).date()
-    day_start = dt.datetime.combine(local_today, dt.time.min, tzinfo=venue.tzinfo)
-    still_admitting = now - dt.timedelta(minutes=settings.PIAOWU_ADMIT_AFTER_END_MINUTES)
-    return list(
-        Session.objects.filter(venue=venue, status=Session.Status.SCHEDULED)
-        .filter(Q(starts_at__gte=day_start) | Q(ends_at__gt=still_admitting))
-        .exclude(event__status__in=[Event.Status.DRAFT, Event.Status.CANCELLED])
-        .select_related("event", "venue")
-        .order_by("starts_at")[:SESSION_LIMIT]
-    )
-
-
 def _session_days(sessions: list[Session], today: dt.date) -> list[dict[str, Any]]:
     days: dict[dt.date, list[Session]] = {}
     for session in sessions:
@@ -112,7 +85,7 @@ def _session_days(sessions: list[Session], today: dt.date) -> list[dict[str, Any
 def picker(request: HttpRequest) -> HttpResponse:
     """Venue → gate → session. `?venue=<id>` shows that venue's gates and sessions."""
     allowed = _organizers(request, [Perm.GATE_SCAN])
-    venues = list(venues_for_checker(allowed))
+    venues = list(checkin_selectors.venues_for_checker(allowed))
     venue_id = request.GET.get("venue", "")
     if not venue_id and len(venues) == 1:
         venue_id = venues[0].public_id
@@ -121,7 +94,7 @@ def picker(request: HttpRequest) -> HttpResponse:
         raise Http404(_("No such venue."))
     context: dict[str, Any] = {"venues": venues, "venue": venue}
     if venue is not None:
-        sessions = sessions_for_gate(venue)
+        sessions = checkin_selectors.sessions_for_gate(venue, limit=SESSION_LIMIT)
         today = timezone.localtime(clock.now(), venue.tzinfo).date()
         context |= {
             "gates": list(checkin_selectors.gates_for_venue(venue.pk)),
@@ -162,7 +135,11 @@ def scanner(request: HttpRequest) -> HttpResponse:
             "name": gate.venue.name,
             "timezone": gate.venue.timezone,
         },
-        "gate": {"id": gate.public_id, "name": gate.name, "entrances": _entrances(gate)},
+        "gate": {
+            "id": gate.public_id,
+            "name": gate.name,
+            "entrances": sorted(parse_entrances(gate.entrances)),
+        },
         "session": {
             "id": session.public_id,
             "title": session.event.title,
@@ -229,7 +206,7 @@ def dashboard_counts(request: HttpRequest, session_id: str) -> JsonResponse:
 
 def _refusals(session: Session) -> list[dict[str, Any]]:
     titles = _scanner_labels()["titles"]
-    scans = checkin_selectors.scans_recent(session, limit=REFUSAL_SCAN_WINDOW)
+    scans = checkin_selectors.scans_recent(session, refused=True, limit=REFUSAL_LIMIT)
     return [
         {
             "at": scan.scanned_at,
@@ -240,8 +217,7 @@ def _refusals(session: Session) -> list[dict[str, Any]]:
             "offline": scan.source == Scan.Source.OFFLINE,
         }
         for scan in scans
-        if not scan.accepted
-    ][:REFUSAL_LIMIT]
+    ]
 
 
 def _conflicts(session: Session) -> list[dict[str, Any]]:
@@ -264,10 +240,6 @@ def _conflicts(session: Session) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def _entrances(gate: Gate) -> list[str]:
-    return [e.strip() for e in gate.entrances.split(",") if e.strip()]
 
 
 def _scanner_labels() -> dict[str, Any]:
