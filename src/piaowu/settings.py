@@ -108,7 +108,12 @@ if DATABASE_URL:
         # persistent connections are reopened on every request (~20 ms each). psycopg's pool
         # (Django 5.1+) hands connections across threads instead; CONN_MAX_AGE must stay 0.
         DATABASES["default"]["CONN_MAX_AGE"] = 0
-        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        # Prepared statements: only where the code asks for them (core/rawsql.py's fixed
+        # hot-path statements, planned once per connection). Django disables them altogether by
+        # default (prepare_threshold None); a threshold nobody reaches keeps the ORM's queries
+        # unprepared (bench/browse: generic plans made listing queries slower).
+        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 1_000_000_000
+        DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": int(os.environ.get("DB_POOL_MIN", "2")),
             "max_size": int(os.environ.get("DB_POOL_MAX", "20")),
             "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "10")),
@@ -139,6 +144,7 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "piaowu"),
+            "OPTIONS": {"pool_class": "piaowu.core.redis_pool.SharedConnectionPool"},
         }
     }
 else:
@@ -196,6 +202,10 @@ PIAOWU_ADMIT_AFTER_END_MINUTES = int(os.environ.get("PIAOWU_ADMIT_AFTER_END_MINU
 # Rotating QR codes: one code per step; gates accept this many steps either side (clock drift).
 PIAOWU_ROTATING_QR_STEP_SECONDS = 15
 PIAOWU_ROTATING_QR_TOLERANCE_STEPS = int(os.environ.get("PIAOWU_ROTATING_QR_TOLERANCE_STEPS", "2"))
+# The scanners' lane (api/scan_lane.py): scans per database transaction, and batches of one
+# server worker in the database at once.
+PIAOWU_SCAN_BATCH_MAX = int(os.environ.get("PIAOWU_SCAN_BATCH_MAX", "64"))
+PIAOWU_SCAN_FLUSHERS = int(os.environ.get("PIAOWU_SCAN_FLUSHERS", "1"))
 
 # --- Mail and SMS ---------------------------------------------------------------------------
 # Demo: each mail is written as a file under var/mail/ (open it in a mail program; ticket mails
@@ -244,3 +254,13 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"jieba": {"level": "WARNING"}},
 }
+
+# Selling hot path (inventory.live, catalog.selectors.session_get_for_sale): per-process catalog
+# cache TTL, at most one quota-availability publish per session per interval (the last change
+# is always published), and how long a GA tier found sold out is refused without queries.
+PIAOWU_HOT_CATALOG_SECONDS = float(os.environ.get("PIAOWU_HOT_CATALOG_SECONDS", "3"))
+PIAOWU_AVAILABILITY_PUBLISH_MS = int(os.environ.get("PIAOWU_AVAILABILITY_PUBLISH_MS", "250"))
+PIAOWU_SOLD_OUT_MARKER_SECONDS = float(os.environ.get("PIAOWU_SOLD_OUT_MARKER_SECONDS", "2"))
+# Django sessions: database rows by default; with Redis, `django.contrib.sessions.backends.cache`
+# (or `cached_db`) saves a row per new buyer.
+SESSION_ENGINE = os.environ.get("SESSION_ENGINE", "django.contrib.sessions.backends.db")
