@@ -28,15 +28,24 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, QuerySet
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy as _lazy
 
 from piaowu.accounts.models import User
 from piaowu.catalog.models import Seat, Session, Venue
 from piaowu.checkin import verify
 from piaowu.checkin.models import Admission, Device, Gate, Scan
-from piaowu.core import clock
+from piaowu.checkin.selectors import (
+    devices_by_token_hash,
+    gate_not_found,
+    gates_by_public_id,
+    session_not_found,
+    sessions_by_public_id,
+    ticket_for_scan,
+    tickets_for_scan,
+)
+from piaowu.core import clock, rawsql
 from piaowu.core.errors import DomainError
 from piaowu.tickets import codec
 from piaowu.tickets.models import SigningKey, Ticket
@@ -350,10 +359,6 @@ def _unsafe() -> bool:
     return bool(getattr(settings, "PIAOWU_CHECKIN_UNSAFE_ADMISSION", False))
 
 
-def _ticket_query() -> QuerySet[Ticket]:
-    return Ticket.objects.select_related("signing_key", "seat__section", "tier")
-
-
 def _sanitize(raw: str) -> str:
     # PostgreSQL text holds neither NUL nor lone surrogates; the log keeps what it can.
     text = raw[:RAW_CHARS].encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
@@ -362,26 +367,26 @@ def _sanitize(raw: str) -> str:
 
 def _check_place(*, device: Device, gate: Gate, session: Session, direction: str) -> None:
     if not device.is_active:
-        error = DomainError("device_unauthorized", _("This scanner has been switched off."))
+        error = DomainError("device_unauthorized", _lazy("This scanner has been switched off."))
         error.status = 401
         raise error
     if gate.venue_id != device.venue_id:
-        error = DomainError("device_wrong_venue", _("This scanner belongs to another venue."))
+        error = DomainError("device_wrong_venue", _lazy("This scanner belongs to another venue."))
         error.status = 403
         raise error
     if gate.venue_id != session.venue_id:
         raise DomainError(
             "gate_wrong_venue",
-            _("This gate is not at the session's venue."),
+            _lazy("This gate is not at the session's venue."),
             {"gate": gate.public_id, "session": session.public_id},
         )
     if not gate.is_active:
-        raise DomainError("gate_inactive", _("This gate is closed."), {"gate": gate.public_id})
+        raise DomainError("gate_inactive", _lazy("This gate is closed."), {"gate": gate.public_id})
     if direction not in verify.DIRECTIONS:
         raise DomainError(
             "invalid_input",
-            _("Some fields are not valid."),
-            {"fields": {"direction": _("entry or exit")}},
+            _lazy("Some fields are not valid."),
+            {"fields": {"direction": _lazy("entry or exit")}},
         )
 
 
@@ -390,8 +395,8 @@ def _check_nonce(nonce: str) -> None:
     if not printable or not 1 <= len(nonce) <= MAX_NONCE or _sanitize(nonce) != nonce:
         raise DomainError(
             "invalid_input",
-            _("Some fields are not valid."),
-            {"fields": {"nonce": _("1 to 64 characters, unique per scanner.")}},
+            _lazy("Some fields are not valid."),
+            {"fields": {"nonce": _lazy("1 to 64 characters, unique per scanner.")}},
         )
 
 
@@ -402,19 +407,32 @@ def _verify(
     reading = verify.read(code)
     if reading is None:
         return verify.UNREADABLE, None
-    parsed = reading.parsed
     if reading.serial is not None:
-        ticket = _ticket_query().filter(serial=reading.serial).first()
+        ticket = ticket_for_scan(serial=reading.serial)
         if ticket is None:
             return verify.UNKNOWN_TICKET, None
         claims = ticket_claims(ticket)
     else:
-        assert parsed is not None
-        claims = parsed.claims
-        ticket = _ticket_query().filter(token=claims.token).first()
+        assert reading.parsed is not None
+        claims = reading.parsed.claims
+        ticket = ticket_for_scan(token=claims.token)
+    return _judge(claims, reading, ticket, session=session, gate=gate, direction=direction, at=at)
+
+
+def _judge(
+    claims: codec.Claims,
+    reading: verify.Reading,
+    ticket: Ticket | None,
+    *,
+    session: Session,
+    gate: Gate,
+    direction: str,
+    at: dt.datetime,
+) -> tuple[str | None, Ticket | None]:
+    """The verdict of steps 2–8 on a read code and the ticket it names (None: unknown)."""
     failure = verify.verify(
         claims,
-        parsed=parsed,
+        parsed=reading.parsed,
         check=verify.Check(
             session_id=session.pk,
             gate_entrances=verify.parse_entrances(gate.entrances),
@@ -432,6 +450,95 @@ def _verify(
     return failure, ticket
 
 
+_ADMIT_SQL = rawsql.compose(
+    """
+INSERT INTO {admission}
+    (ticket_id, session_id, first_at, first_gate_id, first_device_id, inside, entries, last_at)
+VALUES (%s, %s, %s, %s, %s, %s, 1, %s)
+ON CONFLICT (ticket_id) DO NOTHING
+RETURNING id
+""",
+    admission=Admission,
+)
+_LEAVE_SQL = rawsql.compose(
+    "UPDATE {admission} SET inside = %s, last_at = %s WHERE ticket_id = %s AND inside = %s",
+    admission=Admission,
+)
+_REENTER_SQL = rawsql.compose(
+    "UPDATE {admission} SET inside = %s, entries = entries + 1, last_at = %s "
+    "WHERE ticket_id = %s AND inside = %s",
+    admission=Admission,
+)
+_FIRST_ADMISSION_SQL = rawsql.compose(
+    "SELECT a.first_at, g.name FROM {admission} a JOIN {gate} g ON g.id = a.first_gate_id "
+    "WHERE a.ticket_id = %s",
+    admission=Admission,
+    gate=Gate,
+)
+_SCAN_SQL = rawsql.compose(
+    """
+INSERT INTO {scan}
+    (device_id, nonce, gate_id, session_id, ticket_id, direction, source, raw, outcome,
+     accepted, device_accepted, conflict, scanned_at, recorded_at, operator_id)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+""",
+    scan=Scan,
+)
+
+
+# The batch's statements: their VALUES lists vary with the batch, so they are not prepared.
+_ADMIT_MANY_SQL = rawsql.compose(
+    """
+INSERT INTO {admission}
+    (ticket_id, session_id, first_at, first_gate_id, first_device_id, inside, entries, last_at)
+VALUES {{rows}}
+ON CONFLICT (ticket_id) DO NOTHING
+RETURNING ticket_id
+""",
+    admission=Admission,
+)
+_ADMIT_ROW = "(%s, %s, %s, %s, %s, %s, 1, %s)"
+_LOG_MANY_SQL = rawsql.compose(
+    """
+INSERT INTO {scan}
+    (device_id, nonce, gate_id, session_id, ticket_id, direction, source, raw, outcome,
+     accepted, device_accepted, conflict, scanned_at, recorded_at, operator_id)
+VALUES {{rows}}
+ON CONFLICT (device_id, nonce) DO NOTHING
+RETURNING id
+""",
+    scan=Scan,
+)
+_FIRST_ADMISSIONS_SQL = rawsql.compose(
+    "SELECT a.ticket_id, a.first_at, g.name FROM {admission} a "
+    "JOIN {gate} g ON g.id = a.first_gate_id WHERE a.ticket_id IN ({{values}})",
+    admission=Admission,
+    gate=Gate,
+)
+
+
+def _first_admissions(ticket_ids: set[int]) -> dict[int, tuple[dt.datetime, str]]:
+    """When and at which gate each of these tickets first got in."""
+    if not ticket_ids:
+        return {}
+    sql = _FIRST_ADMISSIONS_SQL.format(values=rawsql.placeholders(len(ticket_ids)))
+    firsts = {}
+    for ticket_id, first_at, gate_name in rawsql.fetch_all(sql, sorted(ticket_ids), prepare=False):
+        at = rawsql.to_datetime(first_at)
+        assert at is not None
+        firsts[ticket_id] = (at, str(gate_name))
+    return firsts
+
+
+def _first_admission(ticket_id: int) -> tuple[dt.datetime, str] | None:
+    row = rawsql.fetch_one(_FIRST_ADMISSION_SQL, [ticket_id])
+    if row is None:
+        return None
+    at = rawsql.to_datetime(row[0])
+    assert at is not None
+    return at, str(row[1])
+
+
 def _admit(
     *,
     ticket: Ticket,
@@ -440,52 +547,49 @@ def _admit(
     device: Device,
     direction: str,
     at: dt.datetime,
-) -> tuple[str, Admission | None]:
-    """Step 9 in the caller's transaction: one INSERT or conditional UPDATE decides."""
+) -> tuple[str, tuple[dt.datetime, str] | None]:
+    """Step 9 in the caller's transaction: one INSERT or conditional UPDATE decides. Returns
+    the outcome and, for `already_used`, when and at which gate the ticket got in."""
     if direction == verify.EXIT:
-        left = Admission.objects.filter(ticket=ticket, inside=True).update(inside=False, last_at=at)
+        left = rawsql.execute(_LEAVE_SQL, [False, at, ticket.pk, True])
         return (verify.EXIT_RECORDED if left else verify.NOT_INSIDE), None
-    row = Admission(
-        ticket=ticket,
-        session_id=ticket.session_id,
-        first_at=at,
-        first_gate=gate,
-        first_device=device,
-        last_at=at,
-    )
     if _unsafe():
         # TEST-ONLY control: read, pause, then write as if nobody else could be scanning.
         seen = Admission.objects.filter(ticket=ticket).exists()
         time.sleep(UNSAFE_PAUSE_SECONDS)
         if not seen:
-            Admission.objects.bulk_create([row], ignore_conflicts=True)
+            Admission.objects.bulk_create(
+                [
+                    Admission(
+                        ticket=ticket,
+                        session_id=ticket.session_id,
+                        first_at=at,
+                        first_gate=gate,
+                        first_device=device,
+                        last_at=at,
+                    )
+                ],
+                ignore_conflicts=True,
+            )
             return verify.VALID, None
-    else:
-        try:
-            with transaction.atomic():
-                row.save(force_insert=True)
-            return verify.VALID, None
-        except IntegrityError:
-            pass
-    if session.reentry_allowed:
-        back = Admission.objects.filter(ticket=ticket, inside=False).update(
-            inside=True, entries=F("entries") + 1, last_at=at
-        )
-        if back:
-            return verify.REENTRY, None
-    first = Admission.objects.select_related("first_gate").get(ticket=ticket)
-    return verify.ALREADY_USED, first
+    elif rawsql.fetch_one(
+        _ADMIT_SQL, [ticket.pk, ticket.session_id, at, gate.pk, device.pk, True, at]
+    ):
+        return verify.VALID, None
+    if session.reentry_allowed and rawsql.execute(_REENTER_SQL, [True, at, ticket.pk, False]):
+        return verify.REENTRY, None
+    return verify.ALREADY_USED, _first_admission(ticket.pk)
 
 
 def _replay(scan: Scan) -> ScanResult:
     ticket = None
     first = None
     if scan.ticket_id is not None:
-        ticket = _ticket_query().get(pk=scan.ticket_id)
+        ticket = ticket_for_scan(
+            token=Ticket.objects.values_list("token", flat=True).get(pk=scan.ticket_id)
+        )
         if scan.outcome == verify.ALREADY_USED:
-            admission = Admission.objects.select_related("first_gate").filter(ticket=ticket).first()
-            if admission is not None:
-                first = (admission.first_at, admission.first_gate.name)
+            first = _first_admission(scan.ticket_id)
     return ScanResult(
         outcome=scan.outcome,
         accepted=scan.accepted,
@@ -515,7 +619,7 @@ def _record(
     failure, ticket = _verify(code, session=session, gate=gate, direction=direction, at=scanned_at)
     try:
         with transaction.atomic():
-            first: Admission | None = None
+            first: tuple[dt.datetime, str] | None = None
             if failure is None and source == Scan.Source.OFFLINE and device_accepted is False:
                 outcome = verify.TURNED_AWAY
             elif failure is None:
@@ -538,22 +642,25 @@ def _record(
             )
             # The nonce's unique index: a concurrent retry of this scan waits here for us, then
             # fails and rolls back whatever it did (see the IntegrityError below).
-            Scan.objects.create(
-                device=device,
-                nonce=nonce,
-                gate=gate,
-                session=session,
-                ticket=ticket,
-                direction=direction,
-                source=source,
-                raw=_sanitize(code),
-                outcome=outcome,
-                accepted=OUTCOMES[outcome],
-                device_accepted=device_accepted,
-                conflict=conflict,
-                scanned_at=scanned_at,
-                recorded_at=clock.now(),
-                operator=operator,
+            rawsql.execute(
+                _SCAN_SQL,
+                [
+                    device.pk,
+                    nonce,
+                    gate.pk,
+                    session.pk,
+                    ticket.pk if ticket is not None else None,
+                    direction,
+                    source,
+                    _sanitize(code),
+                    outcome,
+                    OUTCOMES[outcome],
+                    device_accepted,
+                    conflict,
+                    scanned_at,
+                    clock.now(),
+                    operator.pk if operator is not None else None,
+                ],
             )
     except IntegrityError:
         stored = Scan.objects.filter(device=device, nonce=nonce).first()
@@ -565,9 +672,302 @@ def _record(
         accepted=OUTCOMES[outcome],
         replayed=False,
         ticket=ticket,
-        first_admission=(first.first_at, first.first_gate.name) if first is not None else None,
+        first_admission=first,
         conflict=conflict,
         nonce=nonce,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ScanAttempt:
+    """One online scan as a gate sends it: the gate and session by public id, and either a
+    scanner's token (`device_token`) or the staff browser's device already found
+    (`device`, with the signed-in `operator`)."""
+
+    gate: str
+    session: str
+    code: str
+    nonce: str
+    direction: str = verify.ENTRY
+    device_token: str | None = None
+    device: Device | None = None
+    operator: User | None = None
+
+
+def _device_unauthorized() -> DomainError:
+    error = DomainError(
+        "device_unauthorized",
+        _lazy("Scan with a registered device, or sign in as gate staff."),
+    )
+    error.status = 401
+    return error
+
+
+def _device_wrong_venue() -> DomainError:
+    error = DomainError("device_wrong_venue", _lazy("This scanner belongs to another venue."))
+    error.status = 403
+    return error
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A scan of the batch that passed the checks, on its way to the database."""
+
+    index: int
+    device: Device
+    gate: Gate
+    session: Session
+    attempt: ScanAttempt
+    failure: str | None = None
+    ticket: Ticket | None = None
+    outcome: str = ""
+    first: tuple[dt.datetime, str] | None = None
+
+
+class _NonceTaken(Exception):
+    """A scan of the batch reused a nonce already stored: undo the batch, answer it a replay."""
+
+
+def checkin_scan_many(attempts: list[ScanAttempt]) -> list[ScanResult | DomainError]:
+    """Check and record a batch of online scans, each answered as `checkin_scan` would.
+
+    Why batches: at a busy venue dozens of gates scan at once, and a scan's cost is mostly the
+    statements around it, not its checks. The batch reads its scanners, gates, sessions and
+    tickets in one statement each, admits every plain entry with one `INSERT … ON CONFLICT
+    DO NOTHING` (single use is still the unique admission per ticket: of two scans of one
+    ticket in a batch the first is admitted, the other answers `already_used`), logs every
+    scan with one INSERT and commits once. Exits, re-entry sessions and the test-only unsafe
+    mode take the one-at-a-time path (`_record`). A reused nonce undoes the batch; its scan
+    answers `replayed` and the rest are recorded again.
+
+    Results come back in the order of `attempts`: a `ScanResult`, or the `DomainError` that
+    refused the scan (nothing recorded for it)."""
+    results: list[ScanResult | DomainError | None] = [None] * len(attempts)
+    devices = devices_by_token_hash(
+        {token_hash(a.device_token) for a in attempts if a.device_token is not None}
+    )
+    gates = gates_by_public_id({a.gate for a in attempts})
+    sessions = sessions_by_public_id({a.session for a in attempts})
+    now = clock.now()
+    batch: list[_Pending] = []
+    alone: list[_Pending] = []
+    touched: set[int] = set()
+    for index, attempt in enumerate(attempts):
+        try:
+            device, gate, session = _place(attempt, devices, gates, sessions)
+            _check_nonce(attempt.nonce)
+            _check_place(device=device, gate=gate, session=session, direction=attempt.direction)
+        except DomainError as error:
+            results[index] = error
+            continue
+        if device.pk not in touched:
+            touched.add(device.pk)
+            device_touch(device=device)
+        pending = _Pending(index, device, gate, session, attempt)
+        simple = attempt.direction == verify.ENTRY and not session.reentry_allowed
+        (batch if simple and not _unsafe() else alone).append(pending)
+    for pending in alone:
+        results[pending.index] = _record(
+            device=pending.device,
+            gate=pending.gate,
+            session=pending.session,
+            code=pending.attempt.code,
+            nonce=pending.attempt.nonce,
+            direction=pending.attempt.direction,
+            scanned_at=now,
+            source=Scan.Source.ONLINE,
+            device_accepted=None,
+            operator=pending.attempt.operator,
+        )
+    if batch:
+        _verify_batch(batch, now)
+        for pending, result in zip(batch, _record_batch(batch, now), strict=True):
+            results[pending.index] = result
+    assert all(result is not None for result in results)
+    return [result for result in results if result is not None]
+
+
+def _place(
+    attempt: ScanAttempt,
+    devices: dict[str, Device],
+    gates: dict[str, Gate],
+    sessions: dict[str, Session],
+) -> tuple[Device, Gate, Session]:
+    """Who scans where, refused in the order the API documents: 401, gate 404, 403, session
+    404."""
+    if attempt.device is not None:
+        device: Device | None = attempt.device
+    elif attempt.device_token is not None:
+        device = devices.get(token_hash(attempt.device_token))
+    else:
+        device = None
+    if device is None or not device.is_active:
+        raise _device_unauthorized()
+    gate = gates.get(attempt.gate)
+    if gate is None:
+        raise gate_not_found(attempt.gate)
+    if gate.venue_id != device.venue_id:
+        raise _device_wrong_venue()
+    session = sessions.get(attempt.session)
+    if session is None:
+        raise session_not_found(attempt.session)
+    return device, gate, session
+
+
+def _verify_batch(batch: list[_Pending], at: dt.datetime) -> None:
+    """Steps 1–8 for every scan of the batch, with one read of all their tickets."""
+    readings = [verify.read(pending.attempt.code) for pending in batch]
+    tokens = {r.parsed.claims.token for r in readings if r is not None and r.parsed is not None}
+    serials = {r.serial for r in readings if r is not None and r.serial is not None}
+    tickets = tickets_for_scan(tokens=tokens, serials=serials)
+    by_token = {ticket.token: ticket for ticket in tickets}
+    by_serial = {ticket.serial: ticket for ticket in tickets}
+    for pending, reading in zip(batch, readings, strict=True):
+        if reading is None:
+            pending.failure = verify.UNREADABLE
+            continue
+        if reading.serial is not None:
+            ticket = by_serial.get(reading.serial)
+            if ticket is None:
+                pending.failure = verify.UNKNOWN_TICKET
+                continue
+            claims = ticket_claims(ticket)
+        else:
+            assert reading.parsed is not None
+            claims = reading.parsed.claims
+            ticket = by_token.get(claims.token)
+        pending.failure, pending.ticket = _judge(
+            claims,
+            reading,
+            ticket,
+            session=pending.session,
+            gate=pending.gate,
+            direction=pending.attempt.direction,
+            at=at,
+        )
+
+
+def _record_batch(batch: list[_Pending], at: dt.datetime) -> list[ScanResult]:
+    """Step 9 and the log for the batch, in one transaction (see `checkin_scan_many`)."""
+    seen: set[tuple[int, str]] = set()
+    first_tries: list[_Pending] = []
+    repeats: list[_Pending] = []
+    for pending in batch:  # the same nonce twice in one batch: the later ones replay
+        key = (pending.device.pk, pending.attempt.nonce)
+        (repeats if key in seen else first_tries).append(pending)
+        seen.add(key)
+    try:
+        with transaction.atomic():
+            _admit_batch(first_tries, at)
+            _log_batch(first_tries, at)
+    except _NonceTaken:
+        return _after_nonce_taken(batch, at)
+    answers = {id(p): _result(p) for p in first_tries}
+    for pending in repeats:
+        answers[id(pending)] = _replay_of(pending)
+    return [answers[id(pending)] for pending in batch]
+
+
+def _admit_batch(batch: list[_Pending], at: dt.datetime) -> None:
+    admitting: dict[int, _Pending] = {}
+    for pending in batch:
+        if pending.failure is not None:
+            pending.outcome = pending.failure
+            continue
+        assert pending.ticket is not None
+        pending.outcome = verify.ALREADY_USED  # unless its admission goes in below
+        admitting.setdefault(pending.ticket.pk, pending)
+    if admitting:
+        rows = [
+            [p.ticket.pk, p.ticket.session_id, at, p.gate.pk, p.device.pk, True, at]
+            for p in admitting.values()
+            if p.ticket is not None
+        ]
+        admitted = {
+            row[0]
+            for row in rawsql.fetch_all(
+                _ADMIT_MANY_SQL.format(rows=", ".join([_ADMIT_ROW] * len(rows))),
+                [value for row in rows for value in row],
+                prepare=False,
+            )
+        }
+        for ticket_id in admitted:
+            admitting[ticket_id].outcome = verify.VALID
+    used = {p.ticket.pk for p in batch if p.outcome == verify.ALREADY_USED and p.ticket}
+    firsts = _first_admissions(used)
+    for pending in batch:
+        if pending.outcome == verify.ALREADY_USED and pending.ticket is not None:
+            pending.first = firsts.get(pending.ticket.pk)
+
+
+def _log_batch(batch: list[_Pending], at: dt.datetime) -> None:
+    rows = [
+        [
+            p.device.pk,
+            p.attempt.nonce,
+            p.gate.pk,
+            p.session.pk,
+            p.ticket.pk if p.ticket is not None else None,
+            p.attempt.direction,
+            Scan.Source.ONLINE,
+            _sanitize(p.attempt.code),
+            p.outcome,
+            OUTCOMES[p.outcome],
+            None,
+            False,
+            at,
+            at,
+            p.attempt.operator.pk if p.attempt.operator is not None else None,
+        ]
+        for p in batch
+    ]
+    placeholders = "(" + rawsql.placeholders(15) + ")"
+    logged = rawsql.fetch_all(
+        _LOG_MANY_SQL.format(rows=", ".join([placeholders] * len(rows))),
+        [value for row in rows for value in row],
+        prepare=False,
+    )
+    if len(logged) != len(batch):
+        raise _NonceTaken
+
+
+def _after_nonce_taken(batch: list[_Pending], at: dt.datetime) -> list[ScanResult]:
+    """Some nonce of the batch was already stored (a retry): those scans replay their stored
+    answer, the others are recorded again without them."""
+    stored = {
+        (scan.device_id, scan.nonce): scan
+        for scan in Scan.objects.filter(
+            device_id__in={p.device.pk for p in batch},
+            nonce__in={p.attempt.nonce for p in batch},
+        )
+    }
+    fresh = [p for p in batch if (p.device.pk, p.attempt.nonce) not in stored]
+    answers: dict[int, ScanResult] = {}
+    if fresh:
+        for pending in fresh:
+            pending.outcome, pending.first = "", None
+        for pending, result in zip(fresh, _record_batch(fresh, at), strict=True):
+            answers[id(pending)] = result
+    for pending in batch:
+        scan = stored.get((pending.device.pk, pending.attempt.nonce))
+        if scan is not None:
+            answers[id(pending)] = _replay(scan)
+    return [answers[id(pending)] for pending in batch]
+
+
+def _replay_of(pending: _Pending) -> ScanResult:
+    scan = Scan.objects.get(device_id=pending.device.pk, nonce=pending.attempt.nonce)
+    return _replay(scan)
+
+
+def _result(pending: _Pending) -> ScanResult:
+    return ScanResult(
+        outcome=pending.outcome,
+        accepted=OUTCOMES[pending.outcome],
+        replayed=False,
+        ticket=pending.ticket,
+        first_admission=pending.first,
+        nonce=pending.attempt.nonce,
     )
 
 
@@ -587,20 +987,19 @@ def checkin_scan(
     answers the first scan's outcome with `replayed` and changes nothing. Errors (the scan is
     not recorded): `device_unauthorized` (device switched off), `device_wrong_venue` (403),
     `gate_wrong_venue`, `gate_inactive`, `invalid_input` (nonce, direction)."""
-    _check_nonce(nonce)
-    _check_place(device=device, gate=gate, session=session, direction=direction)
-    return _record(
-        device=device,
-        gate=gate,
-        session=session,
+    attempt = ScanAttempt(
+        gate=gate.public_id,
+        session=session.public_id,
         code=code,
         nonce=nonce,
         direction=direction,
-        scanned_at=clock.now(),
-        source=Scan.Source.ONLINE,
-        device_accepted=None,
+        device=device,
         operator=operator,
     )
+    (result,) = checkin_scan_many([attempt])
+    if isinstance(result, DomainError):
+        raise result
+    return result
 
 
 def checkin_sync(

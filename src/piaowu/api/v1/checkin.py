@@ -33,9 +33,10 @@ from piaowu.checkin.selectors import (
 )
 from piaowu.checkin.services import (
     MAX_SYNC_BATCH,
+    ScanAttempt,
     ScanResult,
     SyncScan,
-    checkin_scan,
+    checkin_scan_many,
     checkin_sync,
     device_for_staff,
     device_touch,
@@ -86,15 +87,26 @@ def _wrong_venue() -> DomainError:
     return error
 
 
-def _device_from_header(request: HttpRequest) -> Device | None:
-    """The device named by `Authorization: Device <token>`; None without the header."""
+def _device_token(request: HttpRequest) -> str | None:
+    """The token of `Authorization: Device <token>`; None without the header."""
     header = request.headers.get("Authorization", "")
     if not header:
         return None
     scheme, _sep, token = header.strip().partition(" ")
     if scheme.lower() != "device":
         raise _unauthorized()
-    device = device_by_token(token.strip())
+    return token.strip()
+
+
+def _device_from_header(request: HttpRequest) -> Device | None:
+    """The device named by `Authorization: Device <token>`; None without the header."""
+    token = _device_token(request)
+    if token is None:
+        return None
+    return _active(device_by_token(token))
+
+
+def _active(device: Device | None) -> Device:
     if device is None or not device.is_active:
         raise _unauthorized()
     return device
@@ -319,20 +331,35 @@ def scan_out(result: ScanResult) -> dict[str, Any]:
     ),
 )
 def checkin_scans_create(request: HttpRequest, payload: ScanIn) -> dict[str, Any]:
-    caller = Caller(request, mutating=True)
-    gate = gate_get(payload.gate)
-    device = caller.device_at(gate.venue)
-    session = session_for_checkin(payload.session)
-    result = checkin_scan(
-        device=device,
-        gate=gate,
-        session=session,
+    return scan_out(_raise(checkin_scan_many([scan_attempt(request, payload)])[0]))
+
+
+def scan_attempt(request: HttpRequest, payload: ScanIn) -> ScanAttempt:
+    """A scanner's scan carries its token (checked with the batch); a signed-in checker's is
+    made on the browser device of the gate's venue, after the permission check."""
+    token = _device_token(request)
+    if token is not None:
+        device_token, device, operator = token, None, None
+    else:
+        caller = Caller(request, mutating=True)
+        device = caller.device_at(gate_get(payload.gate).venue)
+        device_token, operator = None, caller.user
+    return ScanAttempt(
+        gate=payload.gate,
+        session=payload.session,
         code=payload.code,
         nonce=payload.nonce,
         direction=payload.direction,
-        operator=caller.user,
+        device_token=device_token,
+        device=device,
+        operator=operator,
     )
-    return scan_out(result)
+
+
+def _raise(result: ScanResult | DomainError) -> ScanResult:
+    if isinstance(result, DomainError):
+        raise result
+    return result
 
 
 @router.get(
