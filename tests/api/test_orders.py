@@ -574,3 +574,62 @@ def test_order_list_reads_a_fixed_number_of_queries(
     with CaptureQueriesContext(connection) as three:
         assert len(client.get("/api/v1/orders").json()["items"]) == 3
     assert len(three.captured_queries) == len(one.captured_queries)  # no query per order
+
+
+# --- The hot path: what a purchase writes and reads -------------------------------------------
+
+
+def test_purchase_answer_is_the_order_as_read_back(client: Client, organizer: Organizer) -> None:
+    session = general(organizer, capacity=5)
+    response = purchase(client, session, {"tier": "ga", "quantity": 2, "contact_phone": PHONE})
+    assert response.status_code == 201, response.content
+    body = response.json()
+    again = client.get(f"/api/v1/orders/{body['id']}")
+    assert again.status_code == 200
+    assert again.json() == body  # rendered from the objects in hand, identical to a re-read
+
+
+def test_a_refused_purchase_writes_no_session_row_nor_key(organizer: Organizer) -> None:
+    from django.contrib.sessions.models import Session as DjangoSession
+
+    from piaowu.core.models import IdempotencyKey
+
+    session = general(organizer, capacity=1)
+    before = DjangoSession.objects.count()
+    refused = Client()
+    response = purchase(
+        refused,
+        session,
+        {"tier": "ga", "quantity": 2, "contact_phone": PHONE},
+        **{"Idempotency-Key": "refused-1"},
+    )
+    assert_error(response, 400, "sold_out")
+    assert DjangoSession.objects.count() == before
+    assert not IdempotencyKey.objects.filter(key="refused-1").exists()
+    buyer = Client()
+    response = purchase(
+        buyer,
+        session,
+        {"tier": "ga", "quantity": 1, "contact_phone": PHONE},
+        **{"Idempotency-Key": "bought-1"},
+    )
+    assert response.status_code == 201, response.content
+    assert IdempotencyKey.objects.get(key="bought-1").status == 201
+    # The new buyer's holder key was kept, so the order is theirs.
+    assert buyer.get(f"/api/v1/orders/{response.json()['id']}").status_code == 200
+
+
+def test_general_admission_purchase_query_budget(client: Client, organizer: Organizer) -> None:
+    """Pinned after the hot-path work (38 queries in 4 transactions before): catalog reads
+    cached, key row in the purchase's transaction, no re-read of the order."""
+    session = general(organizer, capacity=50)
+    body = {"tier": "ga", "quantity": 1, "contact_phone": PHONE}
+    assert purchase(Client(), session, body).status_code == 201  # warms the caches
+    buyer = Client()
+    with CaptureQueriesContext(connection) as queries:
+        response = purchase(buyer, session, body, **{"Idempotency-Key": "budget-1"})
+    assert response.status_code == 201
+    # key, room, hold, item, bucket, allocation, order, line, history, key answer, session
+    # row (2) — 12 — plus, inside the test's own transaction, a savepoint pair per atomic
+    # block (3) and the inventory check that is remembered only after a real commit (2).
+    assert len(queries) <= 24, [q["sql"][:80] for q in queries]

@@ -9,9 +9,12 @@ returns `(status, body)` — `body` JSON-ready (strings for times and money), `N
   (scope, key) and stores the status and body; a retry with the same key and the same request
   (method, path with query string, body — `request_fingerprint`) gets that status and body
   again, 204 included. The same key for another request is 422 `idempotency_key_reused`;
-  while the first request is still running, 409 `idempotency_key_in_progress`; an empty or
-  over-long key, 400 `invalid_idempotency_key`. A refused request (any error) is not
-  remembered: retrying it runs it again.
+  while the first request is still running, 409 `idempotency_key_in_progress` — except on
+  the endpoints that run with `atomic=True` (purchase, hold, checkout), where the key row is
+  written in the work's own transaction: there the retry waits on the unique index for the
+  first to finish and then gets its answer. An empty or over-long key is 400
+  `invalid_idempotency_key`. A refused request (any error) is not remembered: retrying it runs
+  it again.
 
 The **scope** keeps clients apart: `user:<id>` when signed in, else `anon:<REMOTE_ADDR>`.
 Anonymous buyers are told apart by address rather than by the holder key in their Django
@@ -109,9 +112,13 @@ def _another_client() -> DomainError:
     return error
 
 
-def run_idempotent(request: HttpRequest, compute: Compute) -> Status | HttpResponse:
+def run_idempotent(
+    request: HttpRequest, compute: Compute, *, atomic: bool = False
+) -> Status | HttpResponse:
     """Run `compute` (→ `(status, body)`) at most once per `Idempotency-Key`; see the module
-    docstring. Call it after the CSRF check, so a forged request cannot read a stored answer."""
+    docstring. Call it after the CSRF check, so a forged request cannot read a stored answer.
+    `atomic`: store the key in the same transaction as `compute`'s work (see
+    `core.idempotency.idempotent`) — for computes that are one short database transaction."""
     key = request.headers.get(HEADER)
     if key is None:
         return _response(*compute())
@@ -131,6 +138,7 @@ def run_idempotent(request: HttpRequest, compute: Compute) -> Status | HttpRespo
             request.method or "", request.get_full_path(), request.body
         ),
         compute=recorded,
+        atomic=atomic,
     )
     if anonymous:
         stored_holder = str(record.get("holder_key") or "")

@@ -583,3 +583,77 @@ def venue_upcoming_session_count(venue: Venue) -> int:
         status=Session.Status.SCHEDULED,
         event__status=Event.Status.PUBLISHED,
     ).count()
+
+
+# --- Hot-path catalog reads (selling) ---------------------------------------------------------
+#
+# A purchase, hold or checkout needs the session (with its event, venue, seat map and active
+# tiers) and the organizer's web channel. At an on-sale thousands of requests a second read the
+# same few rows, so each server process keeps them for `PIAOWU_HOT_CATALOG_SECONDS` (default 3;
+# 0 turns the cache off). Saving or deleting a session, event, tier or channel in this process
+# empties it at once; another process sees the change within that many seconds — so a sales
+# window that closes, a tier whose price changes or a channel that is switched off takes effect
+# everywhere within the TTL. Nothing here is trusted for inventory: seats and quotas are always
+# decided by the conditional statements in `inventory.services`.
+# The cached objects are shared between threads: callers must treat them as read-only.
+
+DEFAULT_HOT_CATALOG_SECONDS = 3.0
+_HOT_LOCK = threading.Lock()
+_HOT: dict[tuple[str, str], tuple[float, Any]] = {}
+_HOT_SIZE = 256
+
+
+def _hot_seconds() -> float:
+    from django.conf import settings
+
+    return float(getattr(settings, "PIAOWU_HOT_CATALOG_SECONDS", DEFAULT_HOT_CATALOG_SECONDS))
+
+
+def hot_catalog_clear(*_args: Any, **_kwargs: Any) -> None:
+    """Forget every cached session and channel (a catalog row of this process changed)."""
+    with _HOT_LOCK:
+        _HOT.clear()
+
+
+def _hot_get(key: tuple[str, str], load: Any) -> Any:
+    seconds = _hot_seconds()
+    if seconds <= 0:
+        return load()
+    import time
+
+    now = time.monotonic()
+    with _HOT_LOCK:
+        found = _HOT.get(key)
+    if found is not None and found[0] > now:
+        return found[1]
+    value = load()
+    with _HOT_LOCK:
+        if len(_HOT) >= _HOT_SIZE:
+            _HOT.clear()
+        _HOT[key] = (now + seconds, value)
+    return value
+
+
+def session_get_for_sale(public_id: str) -> Session:
+    """`session_get` for the selling hot path, cached per process for a few seconds (see above).
+    `price_tiers.all()` holds the active tiers. Read-only: never save or change it."""
+    session: Session = _hot_get(("session", public_id), lambda: session_get(public_id))
+    return session
+
+
+def sales_channel_for_sale(session: Session, kind: str = SalesChannel.Kind.WEB) -> SalesChannel:
+    """`sales_channel_for`, cached per process like `session_get_for_sale`."""
+    key = ("channel", f"{session.event.organizer_id}:{kind}")
+    channel: SalesChannel = _hot_get(key, lambda: sales_channel_for(session, kind))
+    return channel
+
+
+def _connect_hot_catalog_invalidation() -> None:
+    from django.db.models.signals import post_delete, post_save
+
+    for model in (Session, Event, PriceTier, SalesChannel):
+        post_save.connect(hot_catalog_clear, sender=model, dispatch_uid=f"hot-catalog-{model}")
+        post_delete.connect(hot_catalog_clear, sender=model, dispatch_uid=f"hot-catalog-d{model}")
+
+
+_connect_hot_catalog_invalidation()

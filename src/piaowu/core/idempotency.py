@@ -20,6 +20,13 @@ first response again instead of doing the work twice.
   run) a retry takes the key over: one conditional delete of the stale row, so exactly one
   retry wins.
 
+`idempotent(…, atomic=True)` instead runs `compute` *inside* the transaction that inserts the
+key row and stores the answer: no extra transactions, and a refused or crashed request leaves
+no row at all (its transaction rolls back). A concurrent request with the same key waits on the
+unique index until the first commits (then gets its answer) or rolls back (then runs itself).
+Only for `compute`s that may run inside a caller's transaction (nothing slow or outside the
+database, no transaction of their own that must commit on its own).
+
 Stored answers are kept `PIAOWU_IDEMPOTENCY_KEEP_HOURS` (default 24; a client retries within
 minutes); `idempotency_keys_purge` (a periodic job) deletes older ones.
 
@@ -102,6 +109,7 @@ def idempotent(
     key: str,
     fingerprint: str,
     compute: Callable[[], tuple[int, dict[str, Any]]],
+    atomic: bool = False,
 ) -> tuple[int, dict[str, Any]]:
     """Run `compute` once per (scope, key); see the module docstring. Errors:
     `invalid_idempotency_key` (400), `idempotency_key_reused` (422),
@@ -112,6 +120,11 @@ def idempotent(
             _("The idempotency key must be 1–255 printable characters."),
             400,
         )
+    if atomic:
+        try:
+            return _idempotent_atomic(scope, key, fingerprint, compute)
+        except _KeyTaken:
+            pass  # fall through: the key row exists (committed); read or wait for its answer
     try:
         with transaction.atomic():
             row = IdempotencyKey.objects.create(scope=scope, key=key, fingerprint=fingerprint)
@@ -125,7 +138,9 @@ def idempotent(
                 IdempotencyKey.objects.filter(scope=scope, key=key).exists()
             ):
                 # The first request failed (or died) and the key is free: try it ourselves.
-                return idempotent(scope=scope, key=key, fingerprint=fingerprint, compute=compute)
+                return idempotent(
+                    scope=scope, key=key, fingerprint=fingerprint, compute=compute, atomic=atomic
+                )
             if time.monotonic() >= deadline:
                 raise _error(
                     "idempotency_key_in_progress",
@@ -141,6 +156,26 @@ def idempotent(
     IdempotencyKey.objects.filter(pk=row.pk).update(
         status=status, body=body, completed_at=timezone.now()
     )
+    return status, body
+
+
+class _KeyTaken(Exception):
+    """The key row already exists (committed by another request)."""
+
+
+def _idempotent_atomic(
+    scope: str, key: str, fingerprint: str, compute: Callable[[], tuple[int, dict[str, Any]]]
+) -> tuple[int, dict[str, Any]]:
+    """Key row, work and answer in one transaction (see the module docstring)."""
+    with transaction.atomic():
+        try:
+            row = IdempotencyKey.objects.create(scope=scope, key=key, fingerprint=fingerprint)
+        except IntegrityError:
+            raise _KeyTaken from None  # leaves the (broken) transaction by rolling it back
+        status, body = compute()
+        IdempotencyKey.objects.filter(pk=row.pk).update(
+            status=status, body=body, completed_at=timezone.now()
+        )
     return status, body
 
 

@@ -29,14 +29,29 @@ def hold_extend_until(*, hold: Hold, until: datetime) -> Hold:
             ).update(expires_at=until)
             if not changed:
                 raise _hold_refusal(hold)
-            expected = hold.items.filter(seat__isnull=False).count()
-            moved = SeatState.objects.filter(
-                hold=hold, state=SeatState.State.HELD, held_until__gte=now
-            ).update(held_until=until)
-            expected_allocations = hold.allocations.count()
-            moved_allocations = QuotaAllocation.objects.filter(
-                hold=hold, state=QuotaAllocation.State.ACTIVE, expires_at__gte=now
-            ).update(expires_at=until)
+            items = getattr(hold, "_prefetched_objects_cache", {}).get("items")
+            if items is not None:
+                # The items are in memory (never change once made): count them there.
+                expected = sum(1 for item in items if item.seat_id is not None)
+                seats_only = expected == len(items)
+            else:
+                expected = hold.items.filter(seat__isnull=False).count()
+                seats_only = False
+            moved = (
+                SeatState.objects.filter(
+                    hold=hold, state=SeatState.State.HELD, held_until__gte=now
+                ).update(held_until=until)
+                if expected
+                else 0
+            )
+            if seats_only:
+                # Only `hold_quantity` allocates from quotas, and it makes no seat items.
+                expected_allocations = moved_allocations = 0
+            else:
+                expected_allocations = hold.allocations.count()
+                moved_allocations = QuotaAllocation.objects.filter(
+                    hold=hold, state=QuotaAllocation.State.ACTIVE, expires_at__gte=now
+                ).update(expires_at=until)
             if moved != expected or moved_allocations != expected_allocations:
                 raise DomainError(
                     "hold_expired",

@@ -32,9 +32,15 @@ def holder_key_for(
         return ""
     key = str(session.get(HOLDER_SESSION_KEY, ""))
     if not key and create:
-        key = "anon:" + secrets.token_urlsafe(24)
+        key = new_anonymous_key()
         session[HOLDER_SESSION_KEY] = key  # marks a Django session modified: it is saved
     return key
+
+
+def new_anonymous_key() -> str:
+    """A fresh anonymous holder key. Callers store it in the Django session only once a hold
+    succeeded, so a refused buyer costs no session row."""
+    return "anon:" + secrets.token_urlsafe(24)
 
 
 def anonymous_holder_key(session: MutableMapping[str, Any] | None) -> str:

@@ -96,7 +96,7 @@ def hold_for_holder(public_id: str, holder_key: str) -> Hold | None:
     with its session, items, seats and tiers loaded for display."""
     return (
         Hold.objects.filter(public_id=public_id, holder_key=holder_key)
-        .select_related("session")
+        .select_related("session__event", "session__venue")
         .prefetch_related("items__seat__section", "items__tier")
         .first()
     )

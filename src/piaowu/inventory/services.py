@@ -50,7 +50,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F, Min, Q, Sum
 from django.utils.translation import gettext as _
 
 from piaowu.accounts.models import User
@@ -59,6 +59,7 @@ from piaowu.catalog.selectors import tier_for_seat
 from piaowu.core import clock
 from piaowu.core.errors import DomainError
 from piaowu.core.pubsub import publish, session_channel
+from piaowu.inventory.live import publish_throttled, sold_out_clear, sold_out_mark, sold_out_tiers
 from piaowu.inventory.models import (
     Hold,
     HoldItem,
@@ -117,20 +118,46 @@ def _publish_seats(session: Session, changes: list[list[str]]) -> None:
         _publish_later(session, {"type": "seats", "changes": ordered})
 
 
-def _publish_quota_later(session: Session) -> None:
+def _publish_quota_later(session: Session, *, returned: bool = False) -> None:
+    """After commit, publish the session's quota availability — rate-limited per session
+    (`inventory.live.publish_throttled`: at most one publish per interval, the last change
+    always published). `returned`: admissions came back, so clear the sold-out marker."""
+    public_id = session.public_id
+    session_pk = session.pk
+
     def send() -> None:
-        availability = session_availability(session)
+        # Read afresh (this may run later, on a timer thread): only ids are kept.
+        fresh = Session.objects.select_related("event").get(pk=session_pk)
+        availability = session_availability(fresh)
         publish(
-            session_channel(session.public_id),
+            session_channel(public_id),
             {
                 "type": "quota",
-                "session": session.public_id,
+                "session": public_id,
                 "tiers": availability["tiers"],
                 "available": availability["available"],
             },
         )
 
-    transaction.on_commit(send)
+    def after_commit() -> None:
+        if returned:
+            sold_out_clear(public_id)
+        publish_throttled(f"quota:{public_id}", send)
+
+    transaction.on_commit(after_commit)
+
+
+def _remember_items(hold: Hold, items: list[HoldItem]) -> None:
+    """Let `hold.items.all()` answer the items just created, without reading them back."""
+    queryset = hold.items.all()
+    queryset._result_cache = list(items)
+    queryset._prefetch_done = True  # type: ignore[attr-defined]
+    hold.__dict__.setdefault("_prefetched_objects_cache", {})["items"] = queryset
+
+
+#: Sessions whose seat states / quotas are known to exist (by public id; never shrinks in use).
+_ENSURED: set[str] = set()  # "<public id>:<seat map id>"
+_ENSURED_LOCK = threading.Lock()
 
 
 # --- Setting up a session's inventory ---------------------------------------------------------
@@ -143,7 +170,30 @@ def _bucket_sizes(capacity: int) -> list[int]:
 
 
 def session_inventory_ensure(session: Session) -> None:
-    """Create the session's seat states or quotas if missing; safe to call again and at once."""
+    """Create the session's seat states or quotas if missing; safe to call again and at once.
+    Remembered per process once complete, so the hot path does not count them again."""
+    memo = f"{session.public_id}:{session.seat_map_id}"
+    if memo in _ENSURED:
+        return
+    _session_inventory_ensure(session)
+    complete = (
+        SeatState.objects.filter(session=session).exists()
+        if session.capacity_mode == CapacityMode.RESERVED
+        else Quota.objects.filter(session=session, tier__isnull=True).exists()
+    )
+    if complete:
+
+        def remember() -> None:
+            with _ENSURED_LOCK:
+                if len(_ENSURED) > 10_000:
+                    _ENSURED.clear()
+                _ENSURED.add(memo)
+
+        # Only once committed: a caller's transaction that rolls back takes the rows with it.
+        transaction.on_commit(remember)
+
+
+def _session_inventory_ensure(session: Session) -> None:
     if session.capacity_mode == CapacityMode.RESERVED:
         seat_map = session.seat_map
         if seat_map is None:
@@ -211,9 +261,21 @@ def _holder_q(holder_key: str, customer: User | None) -> Q:
 
 
 def _check_customer_limit(
-    session: Session, holder_key: str, customer: User | None, adding: int
+    session: Session, holder_key: str, customer: User | None, adding: int, *, fresh: bool = False
 ) -> None:
+    """At most `max_per_customer()` live tickets per holder (and account) and session.
+    `fresh`: the holder key was made for this very request, so nothing can count against it
+    yet — only `adding` is checked (the aggregate is skipped)."""
     now = clock.now()
+    if fresh and customer is None:
+        limit = max_per_customer()
+        if adding > limit:
+            raise DomainError(
+                "over_limit",
+                _("At most %(n)d tickets per customer for this session.") % {"n": limit},
+                {"limit": limit, "already": 0, "requested": adding},
+            )
+        return
     already = (
         HoldItem.objects.filter(_holder_q(holder_key, customer), hold__session=session)
         .filter(
@@ -230,6 +292,15 @@ def _check_customer_limit(
             _("At most %(n)d tickets per customer for this session.") % {"n": limit},
             {"limit": limit, "already": already, "requested": adding},
         )
+
+
+def _active_tiers(session: Session) -> list[PriceTier]:
+    """The session's active tiers; from `price_tiers.all()` (prefetched by `session_get`, so
+    no query) with the active filter applied here as well."""
+    return sorted(
+        (tier for tier in session.price_tiers.all() if tier.is_active),
+        key=lambda tier: (tier.sort_order, tier.price),  # the model's ordering
+    )
 
 
 def _check_tier_limits(counts: Counter[PriceTier]) -> None:
@@ -287,7 +358,12 @@ def _free_q(now: datetime) -> Q:
 
 
 def _validate_seats(
-    session: Session, seat_codes: list[str], holder_key: str, customer: User | None
+    session: Session,
+    seat_codes: list[str],
+    holder_key: str,
+    customer: User | None,
+    *,
+    fresh_holder: bool = False,
 ) -> tuple[list[Seat], dict[int, PriceTier]]:
     _check_holder(holder_key)
     if session.capacity_mode != CapacityMode.RESERVED or session.seat_map is None:
@@ -318,7 +394,7 @@ def _validate_seats(
             _("These seats are not for sale: %(seats)s") % {"seats": ", ".join(blocked)},
             {"seats": blocked},
         )
-    tiers = list(session.price_tiers.filter(is_active=True))
+    tiers = _active_tiers(session)
     tier_of: dict[int, PriceTier] = {}
     unpriced: list[str] = []
     for seat in seats:
@@ -334,7 +410,7 @@ def _validate_seats(
             {"seats": sorted(unpriced)},
         )
     _check_tier_limits(Counter(tier_of.values()))
-    _check_customer_limit(session, holder_key, customer, len(seats))
+    _check_customer_limit(session, holder_key, customer, len(seats), fresh=fresh_holder)
     return seats, tier_of
 
 
@@ -385,14 +461,18 @@ def hold_seats(
     holder_key: str,
     customer: User | None = None,
     ttl: timedelta | None = None,
+    fresh_holder: bool = False,
 ) -> Hold:
-    """Hold the named seats for `holder_key`, all of them or none.
+    """Hold the named seats for `holder_key`, all of them or none. `fresh_holder`: the
+    anonymous holder key was made for this request (it can hold nothing yet).
 
     Errors: `invalid_holder`, `not_reserved_seating`, `no_seats`, `sales_closed`,
     `seat_not_in_session`, `seat_blocked`, `seat_not_for_sale`, `over_limit`, `under_minimum`,
     `couple_pair_required`, `stranded_seat`, `seat_taken` (details `seats`: the taken ones).
     """
-    seats, tier_of = _validate_seats(session, seat_codes, holder_key, customer)
+    seats, tier_of = _validate_seats(
+        session, seat_codes, holder_key, customer, fresh_holder=fresh_holder
+    )
     session_inventory_ensure(session)
     now = clock.now()
     _check_seat_rules(session, seats, now)
@@ -404,8 +484,8 @@ def hold_seats(
             customer=customer,
             expires_at=now + (ttl or hold_ttl()),
         )
-        HoldItem.objects.bulk_create(
-            HoldItem(hold=hold, seat=seat, tier=tier_of[seat.pk], quantity=1) for seat in seats
+        items = HoldItem.objects.bulk_create(
+            [HoldItem(hold=hold, seat=seat, tier=tier_of[seat.pk], quantity=1) for seat in seats]
         )
         if _unsafe():
             changed = _claim_seats_unsafe(session, seat_ids, hold, now)
@@ -428,6 +508,7 @@ def hold_seats(
                 {"seats": taken},
             )
         _publish_seats(session, [[s.code, SeatState.State.HELD] for s in seats])
+    _remember_items(hold, items)
     return hold
 
 
@@ -511,7 +592,7 @@ def _best_candidates(
     session: Session, quantity: int, tier_code: str | None, now: datetime, *, limit: int
 ) -> list[list[RowSeat]]:
     """Up to `limit` free windows, best first, that strand no seat."""
-    tiers = list(session.price_tiers.filter(is_active=True))
+    tiers = _active_tiers(session)
     windows = _static_windows(session, quantity, tier_code, tiers)
     if not windows.ranked:
         return []
@@ -544,6 +625,7 @@ def hold_best_available(
     holder_key: str,
     customer: User | None = None,
     ttl: timedelta | None = None,
+    fresh_holder: bool = False,
 ) -> Hold:
     """Hold `quantity` adjacent seats in one row segment, as central and near the front as the
     tier allows; if another buyer wins a candidate, try the next one.
@@ -561,6 +643,7 @@ def hold_best_available(
             holder_key=holder_key,
             customer=customer,
             ttl=ttl,
+            fresh_holder=fresh_holder,
         )
     _check_holder(holder_key)
     if quantity < 1 or quantity > max_per_customer():
@@ -595,6 +678,7 @@ def hold_best_available(
                     holder_key=holder_key,
                     customer=customer,
                     ttl=ttl,
+                    fresh_holder=fresh_holder,
                 )
             except DomainError as exc:
                 if exc.code not in {"seat_taken", "stranded_seat"}:
@@ -610,8 +694,19 @@ def hold_best_available(
 # --- Quotas (general admission, daily capacity) -------------------------------------------------
 
 
+_QUOTAS_LOCK = threading.Lock()
+_QUOTAS: OrderedDict[tuple[str, int], list[Quota]] = OrderedDict()
+
+
 def _quotas_for(session: Session, tier: PriceTier) -> list[Quota]:
-    """The quotas a tier draws on, in lock order: the tier's own first, then the session's."""
+    """The quotas a tier draws on, in lock order: the tier's own first, then the session's.
+    Cached per process: quotas are created once (`session_inventory_ensure`) and only their
+    buckets' counts change, which are never read from these objects."""
+    key = (session.public_id, tier.pk)
+    with _QUOTAS_LOCK:
+        cached = _QUOTAS.get(key)
+    if cached is not None:
+        return cached
     quotas = {
         q.tier_id: q
         for q in Quota.objects.filter(Q(tier__isnull=True) | Q(tier=tier), session=session)
@@ -619,6 +714,15 @@ def _quotas_for(session: Session, tier: PriceTier) -> list[Quota]:
     ordered = [quotas[tier.pk]] if tier.pk in quotas else []
     if None in quotas:
         ordered.append(quotas[None])
+
+        def remember() -> None:
+            with _QUOTAS_LOCK:
+                _QUOTAS[key] = ordered
+                while len(_QUOTAS) > 1024:
+                    _QUOTAS.popitem(last=False)
+
+        # Only once committed: quotas made in a transaction that rolls back must be forgotten.
+        transaction.on_commit(remember)
     return ordered
 
 
@@ -736,10 +840,6 @@ def _take(quota: Quota, quantity: int, hold: Hold) -> bool:
     return left == 0
 
 
-class _Short(Exception):
-    """A quota had no room: roll the hold back."""
-
-
 def hold_quantity(
     *,
     session: Session,
@@ -748,8 +848,14 @@ def hold_quantity(
     holder_key: str,
     customer: User | None = None,
     ttl: timedelta | None = None,
+    fresh_holder: bool = False,
 ) -> Hold:
     """Hold `quantity` admissions of a tier of a general-admission / daily session.
+    `fresh_holder`: the anonymous holder key was made for this request (it holds nothing yet,
+    so the per-customer count is not read).
+
+    A tier recently found sold out (`inventory.live` marker, cleared whenever admissions come
+    back, a few seconds at most) is refused before any query.
 
     Errors: `invalid_holder`, `not_quota_session`, `invalid_quantity`, `tier_not_found`,
     `sales_closed`, `over_limit`, `under_minimum`, `sold_out` (details `available`).
@@ -759,41 +865,50 @@ def hold_quantity(
         raise DomainError("not_quota_session", _("This session has reserved seats; choose seats."))
     if quantity < 1:
         raise DomainError("invalid_quantity", _("Choose at least one ticket."))
-    tier = session.price_tiers.filter(code=tier_code, is_active=True).first()
+    tier = next((t for t in _active_tiers(session) if t.code == tier_code), None)
     if tier is None:
         raise DomainError(
             "tier_not_found", _("No such ticket type for this session."), {"tier": tier_code}
         )
     _check_on_sale(session)
+    if tier.code in sold_out_tiers(session.public_id):
+        raise _sold_out(0, tier)
     _check_tier_limits(Counter({tier: quantity}))
-    _check_customer_limit(session, holder_key, customer, quantity)
+    _check_customer_limit(session, holder_key, customer, quantity, fresh=fresh_holder)
     session_inventory_ensure(session)
     quotas = _quotas_for(session, tier)
     now = clock.now()
     if any(_room(q) < quantity for q in quotas):
         with transaction.atomic():
-            _reclaim(QuotaAllocation.objects.filter(bucket__quota__in=quotas), now)
+            freed = _reclaim(QuotaAllocation.objects.filter(bucket__quota__in=quotas), now)
+            if freed:
+                _publish_quota_later(session, returned=True)
         available = max(0, min(_room(q) for q in quotas))
         if available < quantity:
             # Sold out even after reclaiming expired holds: refuse without writing anything
             # (at a hot on-sale most buyers arrive after this point).
+            if available == 0:
+                next_expiry = QuotaAllocation.objects.filter(
+                    bucket__quota__in=quotas, state=QuotaAllocation.State.ACTIVE
+                ).aggregate(m=Min("expires_at"))["m"]
+                sold_out_mark(session.public_id, tier.code, until=next_expiry)
             raise _sold_out(available, tier)
     take: Callable[[Quota, int, Hold], bool] = _take_unsafe if _unsafe() else _take
-    try:
-        with transaction.atomic():
-            hold = Hold.objects.create(
-                session=session,
-                holder_key=holder_key,
-                customer=customer,
-                expires_at=now + (ttl or hold_ttl()),
-            )
-            HoldItem.objects.create(hold=hold, tier=tier, quantity=quantity)
-            for quota in quotas:
-                if not take(quota, quantity, hold):
-                    raise _Short
-            _publish_quota_later(session)
-    except _Short:
-        raise _sold_out(max(0, min(_room(q) for q in quotas)), tier) from None
+    with transaction.atomic():
+        hold = Hold.objects.create(
+            session=session,
+            holder_key=holder_key,
+            customer=customer,
+            expires_at=now + (ttl or hold_ttl()),
+        )
+        item = HoldItem.objects.create(hold=hold, tier=tier, quantity=quantity)
+        for quota in quotas:
+            if not take(quota, quantity, hold):
+                # Counted inside the transaction (nothing failed in the database, so it can
+                # still answer); the exception then rolls the hold back.
+                raise _sold_out(max(0, min(_room(q) for q in quotas)), tier)
+        _publish_quota_later(session)
+    _remember_items(hold, [item])
     return hold
 
 
@@ -828,7 +943,7 @@ def _release_contents(hold: Hold, *, now: datetime | None = None) -> None:
         ).update(state=QuotaAllocation.State.FREED):
             QuotaBucket.objects.filter(id=bucket_id).update(taken=F("taken") - quantity)
     if rows:
-        _publish_quota_later(hold.session)
+        _publish_quota_later(hold.session, returned=True)
 
 
 def hold_release(*, hold: Hold) -> None:

@@ -36,12 +36,19 @@ def order_get_for_customer(*, public_id: str, customer: User) -> Order:
 
 
 def order_get_for_buyer(
-    *, public_id: str, customer: User | None, holder_key: str, granted: Iterable[str] = ()
+    *,
+    public_id: str,
+    customer: User | None,
+    holder_key: str,
+    granted: Iterable[str] = (),
+    details: bool = True,
 ) -> Order:
     """An order its buyer may see: their own account's, one bought with their (anonymous)
     holder key, or one in `granted` (ids a guest already looked up by code + phone in this
-    browser). Anything else is `order_not_found`, like an unknown id."""
-    order = _orders().select_related("hold").filter(public_id=public_id).first()
+    browser). Anything else is `order_not_found`, like an unknown id. `details=False` reads
+    only the order, its hold and session (to act on it, not to show it): one query."""
+    orders = _orders() if details else Order.objects.select_related("session__event", "channel")
+    order = orders.select_related("hold").filter(public_id=public_id).first()
     if order is None:
         raise _not_found()
     mine = (

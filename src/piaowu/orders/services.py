@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -158,7 +159,8 @@ def order_checkout(
     once). Errors: `hold_not_yours`, `hold_expired` (expired or released), `hold_converted`,
     `hold_empty`, `channel_mismatch`, `channel_inactive`, `invalid_phone`, `invalid_email`,
     `contact_required`, `mixed_currency`."""
-    hold = Hold.objects.select_related("session__event").get(pk=hold.pk)
+    # Fresh status and expiry; items (and the session) the caller loaded stay in memory.
+    hold.refresh_from_db(fields=["holder_key", "status", "expires_at", "extended"])
     if hold.holder_key != holder_key:
         raise _hold_not_yours()
     existing = Order.objects.filter(hold=hold).first()
@@ -190,6 +192,30 @@ def order_checkout(
         return existing
 
 
+def _items_of(hold: Hold) -> list[HoldItem]:
+    """The hold's items with tier and seat: the ones the hold service just made or the display
+    read prefetched, else read now."""
+    cached = getattr(hold, "_prefetched_objects_cache", {}).get("items")
+    if cached is not None:
+        return sorted(cached, key=lambda item: item.pk)
+    return list(hold.items.select_related("tier", "seat").order_by("id"))
+
+
+def _remember(order: Order, name: str, objects: list[Any]) -> None:
+    """Let `order.<name>.all()` answer `objects` without a query (as a prefetch would)."""
+    queryset = getattr(order, name).all()
+    queryset._result_cache = list(objects)
+    queryset._prefetch_done = True
+    order.__dict__.setdefault("_prefetched_objects_cache", {})[name] = queryset
+
+
+def order_has_details(order: Order) -> bool:
+    """True if `order`'s lines and payments are in memory (just created), so it can be shown
+    without reading it again."""
+    cached = getattr(order, "_prefetched_objects_cache", {})
+    return "lines" in cached and "payments" in cached
+
+
 def _order_create(
     *,
     hold: Hold,
@@ -203,7 +229,7 @@ def _order_create(
 ) -> Order:
     """The order, its lines priced from the hold's items (or all at `price_override`) and its
     first history row."""
-    items = list(hold.items.select_related("tier", "seat").order_by("id"))
+    items = _items_of(hold)
     if not items:
         raise DomainError("hold_empty", _("This reservation holds no tickets."))
     currencies = {item.tier.currency for item in items}
@@ -229,17 +255,22 @@ def _order_create(
         currency=currency,
         payment_deadline=deadline,
     )
-    OrderLine.objects.bulk_create(
-        OrderLine(
-            order=order,
-            tier=item.tier,
-            seat=item.seat,
-            quantity=item.quantity,
-            unit_price=unit_price(item),
-            currency=item.tier.currency,
-        )
-        for item in items
+    lines = OrderLine.objects.bulk_create(
+        [
+            OrderLine(
+                order=order,
+                tier=item.tier,
+                seat=item.seat,
+                quantity=item.quantity,
+                unit_price=unit_price(item),
+                currency=item.tier.currency,
+            )
+            for item in items
+        ]
     )
+    # The answer is rendered from these objects: nothing needs reading back.
+    _remember(order, "lines", lines)
+    _remember(order, "payments", [])
     OrderHistory.objects.create(
         order=order,
         from_state="",
@@ -268,10 +299,13 @@ def order_purchase(
     quantity: int | None = None,
     contact_phone: str = "",
     contact_email: str = "",
+    fresh_holder: bool = False,
 ) -> Order:
     """Hold and check out in one transaction, for API clients that buy in one request: the named
     `seat_codes`, or `quantity` best-available seats / admissions (of `tier_code`, required for
     general admission). Either the order awaiting payment exists afterwards or nothing was held.
+    `fresh_holder`: the anonymous holder key was made for this request (see the hold services).
+    The order comes back with its lines and (no) payments in memory (`order_has_details`).
     Errors: those of the hold services and of `order_checkout`."""
     contact_phone = contact_phone.strip()
     contact_email = contact_email.strip()
@@ -287,6 +321,7 @@ def order_purchase(
                 holder_key=holder_key,
                 customer=customer,
                 ttl=window,
+                fresh_holder=fresh_holder,
             )
         else:
             hold = hold_best_available(
@@ -296,6 +331,7 @@ def order_purchase(
                 holder_key=holder_key,
                 customer=customer,
                 ttl=window,
+                fresh_holder=fresh_holder,
             )
         return _order_create(
             hold=hold,

@@ -255,7 +255,8 @@ def payment_start(
     first attempt is still open returns it. Errors: `order_not_payable` (409),
     `payment_provider_unavailable`, `payment_provider_error`, `payment_currency_unsupported`."""
     provider = get_provider(provider_name)
-    order.refresh_from_db()
+    # The fields that decide; the session and event the caller loaded stay in memory.
+    order.refresh_from_db(fields=["state", "payment_deadline", "total_amount", "currency"])
     if order.state != OrderState.AWAITING_PAYMENT or order.payment_deadline <= clock.now():
         raise order_not_payable(order)
     open_payment = (

@@ -30,11 +30,11 @@ from piaowu.api.idempotency import (
 )
 from piaowu.api.v1.schemas import MoneyOut
 from piaowu.catalog.models import Session
-from piaowu.catalog.selectors import session_get
+from piaowu.catalog.selectors import session_get_for_sale
 from piaowu.core import clock
 from piaowu.core.errors import NotFound, PermissionDenied
 from piaowu.core.money import Money
-from piaowu.inventory.holders import holder_key_for
+from piaowu.inventory.holders import HOLDER_SESSION_KEY, holder_key_for, new_anonymous_key
 from piaowu.inventory.models import Hold
 from piaowu.inventory.selectors import hold_for_holder
 from piaowu.inventory.services import (
@@ -234,20 +234,32 @@ def holds_create(request: HttpRequest, session_id: str, payload: HoldIn) -> Stat
     csrf_check(request)
 
     def create() -> tuple[int, dict[str, Any]]:
-        session = session_get(session_id)
-        key = holder_key(request, create=True)
-        hold = _hold(session, payload, key, request_customer(request))
-        found = hold_for_holder(hold.public_id, key)
-        assert found is not None
-        return 201, hold_out(found)
+        session = session_get_for_sale(session_id)
+        key = holder_key(request)
+        # A new anonymous key is kept in the Django session only if the hold succeeds.
+        fresh = not key
+        if fresh:
+            key = new_anonymous_key()
+        hold = _hold(session, payload, key, request_customer(request), fresh=fresh)
+        if fresh:
+            request.session[HOLDER_SESSION_KEY] = key
+        # Rendered from the hold in hand (its items are in memory): nothing is read back.
+        return 201, hold_out(hold)
 
-    return run_idempotent(request, create)
+    # The key row is written in the hold's own transaction.
+    return run_idempotent(request, create, atomic=True)
 
 
-def _hold(session: Session, payload: HoldIn, key: str, customer: User | None) -> Hold:
+def _hold(
+    session: Session, payload: HoldIn, key: str, customer: User | None, *, fresh: bool = False
+) -> Hold:
     if payload.seats is not None:
         return hold_seats(
-            session=session, seat_codes=payload.seats, holder_key=key, customer=customer
+            session=session,
+            seat_codes=payload.seats,
+            holder_key=key,
+            customer=customer,
+            fresh_holder=fresh,
         )
     if payload.best_available is not None:
         return hold_best_available(
@@ -256,6 +268,7 @@ def _hold(session: Session, payload: HoldIn, key: str, customer: User | None) ->
             tier_code=payload.best_available.tier or None,
             holder_key=key,
             customer=customer,
+            fresh_holder=fresh,
         )
     assert payload.tier is not None and payload.quantity is not None  # by the validator
     return hold_quantity(
@@ -264,6 +277,7 @@ def _hold(session: Session, payload: HoldIn, key: str, customer: User | None) ->
         quantity=payload.quantity,
         holder_key=key,
         customer=customer,
+        fresh_holder=fresh,
     )
 
 

@@ -31,13 +31,24 @@ from piaowu.api.v1.holds import (
     request_customer,
 )
 from piaowu.api.v1.schemas import MoneyOut
-from piaowu.catalog.selectors import sales_channel_for, session_get
+from piaowu.catalog.selectors import sales_channel_for_sale, session_get_for_sale
 from piaowu.core.errors import DomainError
 from piaowu.core.money import Money
-from piaowu.inventory.holders import grant_order, granted_order_ids
+from piaowu.inventory.holders import (
+    HOLDER_SESSION_KEY,
+    grant_order,
+    granted_order_ids,
+    new_anonymous_key,
+)
 from piaowu.orders.models import Order
 from piaowu.orders.selectors import order_get_for_buyer, order_lookup, orders_for_customer
-from piaowu.orders.services import normalize_phone, order_cancel, order_checkout, order_purchase
+from piaowu.orders.services import (
+    normalize_phone,
+    order_cancel,
+    order_checkout,
+    order_has_details,
+    order_purchase,
+)
 from piaowu.payments.models import Payment
 
 router = Router(tags=["orders"])
@@ -230,14 +241,24 @@ def _grant(request: HttpRequest, order_id: str) -> None:
     grant_order(request.session, order_id)
 
 
-def own_order(request: HttpRequest, order_id: str) -> Order:
-    """The order if this caller may see it (see the module docstring); else `order_not_found`."""
+def own_order(request: HttpRequest, order_id: str, *, details: bool = True) -> Order:
+    """The order if this caller may see it (see the module docstring); else `order_not_found`.
+    `details=False`: without lines and payments (to act on it, not to show it)."""
     return order_get_for_buyer(
         public_id=order_id,
         customer=request_customer(request),
         holder_key=holder_key(request),
         granted=_granted(request),
+        details=details,
     )
+
+
+def created_order_out(request: HttpRequest, order: Order) -> dict[str, Any]:
+    """The answer for an order a service just made (its lines in memory); an order it found
+    instead (checking out the same hold again) is read with its details."""
+    if order_has_details(order):
+        return order_out(order)
+    return order_out(own_order(request, order.public_id))
 
 
 def _unauthorized() -> DomainError:
@@ -269,9 +290,14 @@ def orders_purchase(
     csrf_check(request)
 
     def purchase() -> tuple[int, dict[str, Any]]:
-        session = session_get(session_id)
-        channel = sales_channel_for(session)
-        key = holder_key(request, create=True)
+        session = session_get_for_sale(session_id)
+        channel = sales_channel_for_sale(session)
+        key = holder_key(request)
+        # A new anonymous buyer's key goes into the Django session only once the purchase
+        # succeeded: a refused (e.g. sold-out) request writes no session row.
+        fresh = not key
+        if fresh:
+            key = new_anonymous_key()
         customer = request_customer(request)
         if payload.seats is not None:
             choice: dict[str, Any] = {"seat_codes": payload.seats}
@@ -289,11 +315,15 @@ def orders_purchase(
             customer=customer,
             contact_phone=payload.contact_phone,
             contact_email=payload.contact_email,
+            fresh_holder=fresh,
             **choice,
         )
-        return 201, order_out(own_order(request, order.public_id))
+        if fresh:
+            request.session[HOLDER_SESSION_KEY] = key
+        return 201, created_order_out(request, order)
 
-    return run_idempotent(request, purchase)
+    # The key row is written in the purchase's own transaction (one short transaction).
+    return run_idempotent(request, purchase, atomic=True)
 
 
 @router.post(
@@ -314,15 +344,15 @@ def holds_checkout(request: HttpRequest, hold_id: str, payload: ContactIn) -> St
         hold = own_hold(request, hold_id)
         order = order_checkout(
             hold=hold,
-            channel=sales_channel_for(hold.session),
+            channel=sales_channel_for_sale(hold.session),
             holder_key=holder_key(request),
             customer=request_customer(request),
             contact_phone=payload.contact_phone,
             contact_email=payload.contact_email,
         )
-        return 201, order_out(own_order(request, order.public_id))
+        return 201, created_order_out(request, order)
 
-    return run_idempotent(request, checkout)
+    return run_idempotent(request, checkout, atomic=True)
 
 
 @router.get(

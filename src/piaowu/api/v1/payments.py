@@ -94,7 +94,7 @@ def payments_start(
     csrf_check(request)
 
     def start() -> tuple[int, dict[str, Any]]:
-        order = own_order(request, order_id)
+        order = own_order(request, order_id, details=False)
         return_url = payload.return_url
         if return_url.startswith("/"):
             return_url = request.build_absolute_uri(return_url)  # providers need an address
