@@ -12,7 +12,7 @@ from piaowu.core.money import Money
 from piaowu.payments import services
 from piaowu.payments.models import SandboxDelivery, SandboxTransaction
 from piaowu.payments.providers import get_provider
-from piaowu.payments.providers.base import PaymentRequest
+from piaowu.payments.providers.base import NOTIFICATION_MAX_SKEW_SECONDS, PaymentRequest
 from piaowu.payments.providers.sandbox import (
     HEADER_NONCE,
     HEADER_SIGNATURE,
@@ -224,6 +224,32 @@ def test_delivery_retries_with_backoff_until_acknowledged() -> None:
     note = SandboxProvider().parse_notification(headers=last.headers, body=last.body, now=t3)
     assert (note.reference, note.status) == ("ORD-1", "paid")
     assert json.loads(last.body)["amount"] == "120.00"
+
+
+def test_a_long_delivery_run_signs_each_notification_when_it_sends_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run working through a backlog takes minutes; a notification signed when the run began
+    would arrive stale and be refused (found at a hot on-sale: orders never marked paid)."""
+    moment = [clock.now()]
+    monkeypatch.setattr("piaowu.core.clock.now", lambda: moment[0])
+    for number in range(3):
+        services.sandbox_pay(transaction=start(reference=f"ORD-{number}"))
+    answers: list[str] = []
+
+    def slow_receiver(url: str, headers: Mapping[str, str], body: bytes) -> int:
+        try:
+            SandboxProvider().parse_notification(headers=dict(headers), body=body, now=moment[0])
+            answers.append("ok")
+        except DomainError as refused:
+            answers.append(refused.code)
+        moment[0] += timedelta(seconds=NOTIFICATION_MAX_SKEW_SECONDS + 1)  # a slow send
+        return 200
+
+    assert services.sandbox_deliver_due(send=slow_receiver) == 3
+    assert answers == ["ok", "ok", "ok"]
+    delivered = sorted(SandboxDelivery.objects.values_list("delivered_at", flat=True))
+    assert len(set(delivered)) == 3  # each stamped when it was sent
 
 
 def test_delivery_gives_up_after_max_attempts() -> None:

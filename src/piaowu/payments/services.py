@@ -153,6 +153,10 @@ def sandbox_deliver_due(*, now: datetime | None = None, send: Sender | None = No
     cleared and the delivery is given up). No row lock is held during the HTTP call: a due
     delivery is first leased (its next attempt pushed back) in a short transaction.
     """
+    # Each notification is signed (and its next attempt scheduled) at the moment it is sent:
+    # a run working through thousands of due deliveries takes minutes, and a signature dated
+    # when the run began is refused as `notification_stale` by the time it arrives.
+    fixed_now = now
     now = now or clock.now()
     send = send or http_send
     due_ids = list(
@@ -173,18 +177,19 @@ def sandbox_deliver_due(*, now: datetime | None = None, send: Sender | None = No
                 continue
             delivery.next_attempt_at = now + timedelta(seconds=DELIVERY_LEASE_SECONDS)
             delivery.save(update_fields=["next_attempt_at"])
-        headers, body = signed_notification(delivery.transaction, now=now)
+        sent_at = fixed_now or clock.now()
+        headers, body = signed_notification(delivery.transaction, now=sent_at)
         status = send(delivery.transaction.notify_url, headers, body)
         attempts += 1
         delivery.attempt += 1
         delivery.last_status = status
         if 200 <= status < 300:
-            delivery.delivered_at = now
+            delivery.delivered_at = sent_at
             delivery.next_attempt_at = None
         elif delivery.attempt >= DELIVERY_MAX_ATTEMPTS:
             delivery.next_attempt_at = None
         else:
-            delivery.next_attempt_at = now + delivery_backoff(delivery.attempt)
+            delivery.next_attempt_at = sent_at + delivery_backoff(delivery.attempt)
         delivery.save(update_fields=["attempt", "last_status", "delivered_at", "next_attempt_at"])
     return attempts
 
