@@ -30,7 +30,6 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.utils.translation import gettext_lazy as _lazy
 
 from piaowu.accounts.models import User
 from piaowu.catalog.models import Seat, Session, Venue
@@ -367,26 +366,32 @@ def _sanitize(raw: str) -> str:
 
 def _check_place(*, device: Device, gate: Gate, session: Session, direction: str) -> None:
     if not device.is_active:
-        error = DomainError("device_unauthorized", _lazy("This scanner has been switched off."))
+        error = DomainError(
+            "device_unauthorized", gettext_lazy("This scanner has been switched off.")
+        )
         error.status = 401
         raise error
     if gate.venue_id != device.venue_id:
-        error = DomainError("device_wrong_venue", _lazy("This scanner belongs to another venue."))
+        error = DomainError(
+            "device_wrong_venue", gettext_lazy("This scanner belongs to another venue.")
+        )
         error.status = 403
         raise error
     if gate.venue_id != session.venue_id:
         raise DomainError(
             "gate_wrong_venue",
-            _lazy("This gate is not at the session's venue."),
+            gettext_lazy("This gate is not at the session's venue."),
             {"gate": gate.public_id, "session": session.public_id},
         )
     if not gate.is_active:
-        raise DomainError("gate_inactive", _lazy("This gate is closed."), {"gate": gate.public_id})
+        raise DomainError(
+            "gate_inactive", gettext_lazy("This gate is closed."), {"gate": gate.public_id}
+        )
     if direction not in verify.DIRECTIONS:
         raise DomainError(
             "invalid_input",
-            _lazy("Some fields are not valid."),
-            {"fields": {"direction": _lazy("entry or exit")}},
+            gettext_lazy("Some fields are not valid."),
+            {"fields": {"direction": gettext_lazy("entry or exit")}},
         )
 
 
@@ -395,8 +400,8 @@ def _check_nonce(nonce: str) -> None:
     if not printable or not 1 <= len(nonce) <= MAX_NONCE or _sanitize(nonce) != nonce:
         raise DomainError(
             "invalid_input",
-            _lazy("Some fields are not valid."),
-            {"fields": {"nonce": _lazy("1 to 64 characters, unique per scanner.")}},
+            gettext_lazy("Some fields are not valid."),
+            {"fields": {"nonce": gettext_lazy("1 to 64 characters, unique per scanner.")}},
         )
 
 
@@ -697,14 +702,16 @@ class ScanAttempt:
 def _device_unauthorized() -> DomainError:
     error = DomainError(
         "device_unauthorized",
-        _lazy("Scan with a registered device, or sign in as gate staff."),
+        gettext_lazy("Scan with a registered device, or sign in as gate staff."),
     )
     error.status = 401
     return error
 
 
 def _device_wrong_venue() -> DomainError:
-    error = DomainError("device_wrong_venue", _lazy("This scanner belongs to another venue."))
+    error = DomainError(
+        "device_wrong_venue", gettext_lazy("This scanner belongs to another venue.")
+    )
     error.status = 403
     return error
 
