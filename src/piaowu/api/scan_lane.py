@@ -35,7 +35,7 @@ from django.utils.translation import gettext as _
 from pydantic import ValidationError
 
 from piaowu.api.errors import validation_details
-from piaowu.api.v1.checkin import ScanIn, scan_out
+from piaowu.api.v1.checkin import ScanIn, scan_attempt, scan_out
 from piaowu.checkin.services import ScanAttempt, ScanResult, checkin_scan_many
 from piaowu.core.errors import DomainError
 
@@ -235,16 +235,7 @@ class ScanLane:
                     "details": validation_details(errors),
                 }
                 return Answer(400, _encode(invalid), language)
-        token = device_token(scope)
-        assert token is not None
-        attempt = ScanAttempt(
-            gate=payload.gate,
-            session=payload.session,
-            code=payload.code,
-            nonce=payload.nonce,
-            direction=payload.direction,
-            device_token=token,
-        )
+        attempt = scan_attempt(payload, device_token=device_token(scope))
         return await self.batcher.submit(_Scan(attempt, language))
 
 

@@ -331,19 +331,18 @@ def scan_out(result: ScanResult) -> dict[str, Any]:
     ),
 )
 def checkin_scans_create(request: HttpRequest, payload: ScanIn) -> dict[str, Any]:
-    return scan_out(_raise(checkin_scan_many([scan_attempt(request, payload)])[0]))
+    return scan_out(_raise(checkin_scan_many([_request_attempt(request, payload)])[0]))
 
 
-def scan_attempt(request: HttpRequest, payload: ScanIn) -> ScanAttempt:
-    """A scanner's scan carries its token (checked with the batch); a signed-in checker's is
-    made on the browser device of the gate's venue, after the permission check."""
-    token = _device_token(request)
-    if token is not None:
-        device_token, device, operator = token, None, None
-    else:
-        caller = Caller(request, mutating=True)
-        device = caller.device_at(gate_get(payload.gate).venue)
-        device_token, operator = None, caller.user
+def scan_attempt(
+    payload: ScanIn,
+    *,
+    device_token: str | None = None,
+    device: Device | None = None,
+    operator: User | None = None,
+) -> ScanAttempt:
+    """The scan `payload` asks for, by a scanner (its token, checked with the batch) or by a
+    signed-in checker (the browser device of the gate's venue). Also the scanners' lane's."""
     return ScanAttempt(
         gate=payload.gate,
         session=payload.session,
@@ -354,6 +353,15 @@ def scan_attempt(request: HttpRequest, payload: ScanIn) -> ScanAttempt:
         device=device,
         operator=operator,
     )
+
+
+def _request_attempt(request: HttpRequest, payload: ScanIn) -> ScanAttempt:
+    token = _device_token(request)
+    if token is not None:
+        return scan_attempt(payload, device_token=token)
+    caller = Caller(request, mutating=True)  # staff: permission and CSRF checked here
+    device = caller.device_at(gate_get(payload.gate).venue)
+    return scan_attempt(payload, device=device, operator=caller.user)
 
 
 def _raise(result: ScanResult | DomainError) -> ScanResult:
