@@ -68,9 +68,6 @@ class Answer:
     body: bytes  # JSON
     language: str
 
-    def json(self) -> Any:
-        return json.loads(self.body)
-
 
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
