@@ -372,11 +372,7 @@ def _check_place(*, device: Device, gate: Gate, session: Session, direction: str
         error.status = 401
         raise error
     if gate.venue_id != device.venue_id:
-        error = DomainError(
-            "device_wrong_venue", gettext_lazy("This scanner belongs to another venue.")
-        )
-        error.status = 403
-        raise error
+        raise device_wrong_venue()
     if gate.venue_id != session.venue_id:
         raise DomainError(
             "gate_wrong_venue",
@@ -699,7 +695,8 @@ class ScanAttempt:
     operator: User | None = None
 
 
-def _device_unauthorized() -> DomainError:
+def device_unauthorized() -> DomainError:
+    """401: no usable scanner token and no signed-in gate staff (API and scan lane alike)."""
     error = DomainError(
         "device_unauthorized",
         gettext_lazy("Scan with a registered device, or sign in as gate staff."),
@@ -708,7 +705,7 @@ def _device_unauthorized() -> DomainError:
     return error
 
 
-def _device_wrong_venue() -> DomainError:
+def device_wrong_venue() -> DomainError:
     error = DomainError(
         "device_wrong_venue", gettext_lazy("This scanner belongs to another venue.")
     )
@@ -809,12 +806,12 @@ def _place(
     else:
         device = None
     if device is None or not device.is_active:
-        raise _device_unauthorized()
+        raise device_unauthorized()
     gate = gates.get(attempt.gate)
     if gate is None:
         raise gate_not_found(attempt.gate)
     if gate.venue_id != device.venue_id:
-        raise _device_wrong_venue()
+        raise device_wrong_venue()
     session = sessions.get(attempt.session)
     if session is None:
         raise session_not_found(attempt.session)

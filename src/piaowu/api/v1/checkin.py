@@ -14,7 +14,6 @@ import datetime as dt
 from typing import Any, Literal
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils.translation import gettext as _
 from ninja import Field, Router, Schema
 
 from piaowu.accounts.models import User
@@ -40,6 +39,8 @@ from piaowu.checkin.services import (
     checkin_sync,
     device_for_staff,
     device_touch,
+    device_unauthorized,
+    device_wrong_venue,
 )
 from piaowu.core.errors import DomainError
 
@@ -72,21 +73,6 @@ RESPONSES: dict[int, Any] = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: E
 # --- The caller -------------------------------------------------------------------------------
 
 
-def _unauthorized() -> DomainError:
-    error = DomainError(
-        "device_unauthorized",
-        _("Scan with a registered device, or sign in as gate staff."),
-    )
-    error.status = 401
-    return error
-
-
-def _wrong_venue() -> DomainError:
-    error = DomainError("device_wrong_venue", _("This scanner belongs to another venue."))
-    error.status = 403
-    return error
-
-
 def _device_token(request: HttpRequest) -> str | None:
     """The token of `Authorization: Device <token>`; None without the header."""
     header = request.headers.get("Authorization", "")
@@ -94,7 +80,7 @@ def _device_token(request: HttpRequest) -> str | None:
         return None
     scheme, _sep, token = header.strip().partition(" ")
     if scheme.lower() != "device":
-        raise _unauthorized()
+        raise device_unauthorized()
     return token.strip()
 
 
@@ -108,7 +94,7 @@ def _device_from_header(request: HttpRequest) -> Device | None:
 
 def _active(device: Device | None) -> Device:
     if device is None or not device.is_active:
-        raise _unauthorized()
+        raise device_unauthorized()
     return device
 
 
@@ -122,7 +108,7 @@ class Caller:
         if self.device is None:
             self.user = request_customer(request)
             if self.user is None:
-                raise _unauthorized()
+                raise device_unauthorized()
             if mutating:
                 csrf_check(request)
 
@@ -130,14 +116,14 @@ class Caller:
         """The device scanning at `venue`, after checking it may."""
         if self.device is not None:
             if self.device.venue_id != venue.pk:
-                raise _wrong_venue()
+                raise device_wrong_venue()
             device_touch(device=self.device)
             return self.device
         assert self.user is not None
         require_perm(self.user, venue.organizer_id, Perm.GATE_SCAN)
         device = device_for_staff(user=self.user, venue=venue)
         if not device.is_active:
-            raise _unauthorized()
+            raise device_unauthorized()
         return device
 
 
@@ -417,7 +403,7 @@ def checkin_sync_create(request: HttpRequest, payload: SyncIn) -> dict[str, Any]
             sessions[item.session] = session_for_checkin(item.session)
     venues = {gate.venue_id: gate.venue for gate in gates.values()}
     if len(venues) != 1:
-        raise _wrong_venue()
+        raise device_wrong_venue()
     device = caller.device_at(next(iter(venues.values())))
     results = checkin_sync(
         device=device,
