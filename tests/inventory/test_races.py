@@ -8,20 +8,20 @@ test would prove nothing.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.db.models import Q, Sum
 from django.utils import timezone
 
 from piaowu.catalog.models import Session
-from piaowu.core.errors import DomainError
 from piaowu.inventory.models import Hold, HoldItem, QuotaAllocation, QuotaBucket, SeatState
 from piaowu.inventory.services import hold_convert, hold_quantity, hold_seats
+from tests.races import race as race_all
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -29,27 +29,8 @@ MakeSession = Callable[..., Session]
 
 
 def race(n: int, work: Callable[[int], Any]) -> list[Any]:
-    """Run `work(i)` in n threads released together; a DomainError becomes its code."""
-    barrier = threading.Barrier(n)
-    results: list[Any] = [None] * n
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = work(i)
-        except DomainError as exc:
-            results[i] = exc.code
-        except Exception as exc:
-            results[i] = repr(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
+    """Run `work(i)` for i in 0..n-1 at once, through the shared harness (tests/races.py)."""
+    return race_all([functools.partial(work, i) for i in range(n)])
 
 
 def seat_oversell(session: Session, at: dt.datetime | None = None) -> int:
