@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from piaowu.api.scan_lane import Answer, Batcher, ScanLane
+from piaowu.api.scan_lane import Answer, Batcher, QueuedScan, ScanLane
 from piaowu.checkin.models import Admission, Scan
 from piaowu.checkin.services import ScanAttempt
 from tests.checkin.conftest import (
@@ -176,12 +176,14 @@ def test_scans_arriving_while_a_batch_runs_form_the_next_batch() -> None:
         return [Answer(200, b"{}", "en") for _ in scans]
 
     batcher = Batcher(run, batch_max=8, flushers=1)
-    attempt = ScanAttempt(gate="g", session="s", code="c", nonce="n", device_token="t")
+    scan = QueuedScan(
+        ScanAttempt(gate="g", session="s", code="c", nonce="n", device_token="t"), "en"
+    )
 
     async def main() -> list[Answer]:
-        first = batcher.submit(attempt)  # type: ignore[arg-type]
+        first = batcher.submit(scan)
         await asyncio.sleep(0.05)  # the first batch is in the database …
-        rest = [batcher.submit(attempt) for _ in range(10)]  # type: ignore[arg-type]
+        rest = [batcher.submit(scan) for _ in range(10)]
         release.set()
         return await asyncio.gather(first, *rest)
 
@@ -195,10 +197,12 @@ def test_a_failing_batch_fails_each_of_its_scans() -> None:
         raise RuntimeError("database down")
 
     batcher = Batcher(run, flushers=1)
-    attempt = ScanAttempt(gate="g", session="s", code="c", nonce="n", device_token="t")
+    scan = QueuedScan(
+        ScanAttempt(gate="g", session="s", code="c", nonce="n", device_token="t"), "en"
+    )
 
     async def main() -> list[Any]:
-        futures = [batcher.submit(attempt) for _ in range(3)]  # type: ignore[arg-type]
+        futures = [batcher.submit(scan) for _ in range(3)]
         return await asyncio.gather(*futures, return_exceptions=True)
 
     outcomes = asyncio.run(main())

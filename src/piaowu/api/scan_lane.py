@@ -57,7 +57,9 @@ _HEADERS = [
 
 
 @dataclass(frozen=True, slots=True)
-class _Scan:
+class QueuedScan:
+    """A parsed scan waiting for its batch, with the language to answer in."""
+
     attempt: ScanAttempt
     language: str
 
@@ -120,7 +122,7 @@ def _encode(body: dict[str, Any]) -> bytes:
     return json.dumps(body, cls=DjangoJSONEncoder, ensure_ascii=False).encode()
 
 
-def run_batch(scans: list[_Scan]) -> list[Answer]:
+def run_batch(scans: list[QueuedScan]) -> list[Answer]:
     """One batch in a worker thread: a database connection from the pool, given back after."""
     close_old_connections()
     try:
@@ -137,7 +139,7 @@ class Batcher:
 
     def __init__(
         self,
-        run: Callable[[list[_Scan]], list[Answer]],
+        run: Callable[[list[QueuedScan]], list[Answer]],
         *,
         batch_max: int | None = None,
         flushers: int | None = None,
@@ -147,11 +149,11 @@ class Batcher:
         # One batch at a time by default (measured best on 2 cores: 1,000 against 823 scans a
         # second with two, bench/README.md); more overlap the database waits of several.
         self.flushers = max(1, flushers or settings.PIAOWU_SCAN_FLUSHERS)
-        self.waiting: list[tuple[_Scan, asyncio.Future[Answer]]] = []
+        self.waiting: list[tuple[QueuedScan, asyncio.Future[Answer]]] = []
         self.running = 0
         self.executor = ThreadPoolExecutor(self.flushers, thread_name_prefix="scan-batch")
 
-    def submit(self, scan: _Scan) -> asyncio.Future[Answer]:
+    def submit(self, scan: QueuedScan) -> asyncio.Future[Answer]:
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self.waiting.append((scan, future))
         self._start()
@@ -164,7 +166,7 @@ class Batcher:
             self.running += 1
             asyncio.get_running_loop().create_task(self._flush(batch))
 
-    async def _flush(self, batch: list[tuple[_Scan, asyncio.Future[Answer]]]) -> None:
+    async def _flush(self, batch: list[tuple[QueuedScan, asyncio.Future[Answer]]]) -> None:
         try:
             answers = await asyncio.get_running_loop().run_in_executor(
                 self.executor, self.run, [scan for scan, _future in batch]
@@ -233,7 +235,7 @@ class ScanLane:
                 }
                 return Answer(400, _encode(invalid), language)
         attempt = scan_attempt(payload, device_token=device_token(scope))
-        return await self.batcher.submit(_Scan(attempt, language))
+        return await self.batcher.submit(QueuedScan(attempt, language))
 
 
 def _allowed_host(scope: Scope) -> bool:
