@@ -541,11 +541,11 @@ def test_an_online_scan_costs_a_fixed_number_of_queries(
 ) -> None:
     qr0, qr1 = door.qr(0), door.qr(1)
     door.scan(qr0)  # warms the key cache
-    # Ticket, INSERT admission, INSERT scan; the rest is savepoints (the test's transaction
-    # turns the outer atomic into one too). No read of the nonce first: the unique index
-    # catches a retry.
-    with django_assert_max_num_queries(7):
+    # Ticket, share-lock of the still-valid ticket, INSERT admission, INSERT scan; the rest is
+    # savepoints (the test's transaction turns the outer atomic into one too). No read of the
+    # nonce first: the unique index catches a retry.
+    with django_assert_max_num_queries(8):
         assert door.scan(qr1).outcome == "valid"
-    # Ticket, failed INSERT admission, admission read, INSERT scan + savepoints.
-    with django_assert_max_num_queries(9):
+    # Ticket, share-lock, failed INSERT admission, admission read, INSERT scan + savepoints.
+    with django_assert_max_num_queries(10):
         assert door.scan(qr1).outcome == "already_used"

@@ -417,6 +417,12 @@ class CapacityMode(models.TextChoices):
     DAILY = "daily", _("Daily capacity")
 
 
+class WaitlistMode(models.TextChoices):
+    OFF = "off", _("No waitlist")
+    OFFER = "offer", _("Offer returned seats to the next in line")
+    PREPAID = "prepaid", _("Prepaid: bought automatically in queue order")
+
+
 class Session(PublicIdModel, TimestampedModel):
     """A showtime / performance / match day / departure. Times are stored in UTC and shown in
     the venue's time zone."""
@@ -467,6 +473,20 @@ class Session(PublicIdModel, TimestampedModel):
         _("re-entry allowed"),
         default=False,
         help_text=_("A ticket scanned out at a gate may come in again."),
+    )
+    transfers_allowed = models.BooleanField(
+        _("transfers allowed"),
+        default=False,
+        help_text=_("Holders may hand their tickets to someone else."),
+    )
+    transfer_cutoff_hours = models.PositiveIntegerField(
+        _("transfers close (hours before the start)"), default=2
+    )
+    waitlist_mode = models.CharField(
+        _("waitlist when sold out"),
+        max_length=8,
+        choices=WaitlistMode.choices,
+        default=WaitlistMode.OFF,
     )
 
     class Meta:

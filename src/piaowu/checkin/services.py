@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -499,6 +499,12 @@ RETURNING ticket_id
     admission=Admission,
 )
 _ADMIT_ROW = "(%s, %s, %s, %s, %s, %s, 1, %s)"
+# Right before admitting: which of these tickets are still valid, share-locked until the
+# commit, so a refund or exchange voiding one of them waits for this scan (and then finds the
+# admission), and a scan after a void finds it void. SQLite serialises writers instead.
+_STILL_VALID_SQL = rawsql.compose(
+    "SELECT id FROM {ticket} WHERE id IN ({{ids}}) AND state = 'valid'{{lock}}", ticket=Ticket
+)
 _LOG_MANY_SQL = rawsql.compose(
     """
 INSERT INTO {scan}
@@ -573,6 +579,8 @@ def _admit(
                 ignore_conflicts=True,
             )
             return verify.VALID, None
+    elif not _still_valid([ticket.pk]):
+        return verify.REVOKED, None
     elif rawsql.fetch_one(
         _ADMIT_SQL, [ticket.pk, ticket.session_id, at, gate.pk, device.pk, True, at]
     ):
@@ -872,6 +880,14 @@ def _record_batch(batch: list[_Pending], at: dt.datetime) -> list[ScanResult]:
     return [answers[id(pending)] for pending in batch]
 
 
+def _still_valid(ticket_ids: list[int]) -> set[int]:
+    if not ticket_ids:
+        return set()
+    lock = " FOR SHARE" if connection.vendor == "postgresql" else ""
+    sql = _STILL_VALID_SQL.format(ids=rawsql.placeholders(len(ticket_ids)), lock=lock)
+    return {row[0] for row in rawsql.fetch_all(sql, ticket_ids, prepare=False)}
+
+
 def _admit_batch(batch: list[_Pending], at: dt.datetime) -> None:
     admitting: dict[int, _Pending] = {}
     for pending in batch:
@@ -881,6 +897,12 @@ def _admit_batch(batch: list[_Pending], at: dt.datetime) -> None:
         assert pending.ticket is not None
         pending.outcome = verify.ALREADY_USED  # unless its admission goes in below
         admitting.setdefault(pending.ticket.pk, pending)
+    valid = _still_valid(list(admitting))
+    for ticket_id in [t for t in admitting if t not in valid]:
+        for pending in batch:
+            if pending.ticket is not None and pending.ticket.pk == ticket_id:
+                pending.outcome = verify.REVOKED
+        del admitting[ticket_id]
     if admitting:
         rows = [
             [p.ticket.pk, p.ticket.session_id, at, p.gate.pk, p.device.pk, True, at]

@@ -177,6 +177,8 @@ class QuotaAllocation(models.Model):
     hold = models.ForeignKey(Hold, on_delete=models.CASCADE, related_name="allocations")
     bucket = models.ForeignKey(QuotaBucket, on_delete=models.CASCADE, related_name="allocations")
     quantity = models.PositiveIntegerField()
+    # Admissions of a converted allocation given back later (refunds, exchanges).
+    returned = models.PositiveIntegerField(default=0)
     state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
     expires_at = models.DateTimeField()
 
@@ -187,6 +189,10 @@ class QuotaAllocation(models.Model):
             models.CheckConstraint(
                 condition=Q(state__in=["active", "converted", "freed"]),
                 name="allocation_state_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(returned__lte=models.F("quantity")),
+                name="allocation_returned_within_quantity",
             ),
         ]
         indexes = [

@@ -39,6 +39,7 @@ really oversells.
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -71,6 +72,8 @@ from piaowu.inventory.models import (
 from piaowu.inventory.rules import RowSeat, couples_missing_partner, segments, stranded_seats
 from piaowu.inventory.selectors import session_availability
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_HOLD_TTL_SECONDS = 600
 DEFAULT_EXTENSION = timedelta(minutes=10)
 DEFAULT_MAX_PER_CUSTOMER = 6
@@ -99,6 +102,38 @@ def stranded_rule_enabled(session: Session) -> bool:
 
 def _unsafe() -> bool:
     return bool(getattr(settings, "PIAOWU_INVENTORY_UNSAFE_READ_THEN_WRITE", False))
+
+
+# Apps that must hear at once when admissions come back on sale (the waitlist serves its queue
+# before the public can take them) register here from their AppConfig.ready(): inventory
+# cannot import them. Hooks run after the commit; one that raises is logged, never re-raised.
+_returned_hooks: list[Callable[[Session], object]] = []
+_in_returned_hook = threading.local()
+
+
+def on_admissions_returned(hook: Callable[[Session], object]) -> None:
+    if hook not in _returned_hooks:
+        _returned_hooks.append(hook)
+
+
+def _returned_later(session: Session) -> None:
+    if not _returned_hooks:
+        return
+
+    def run() -> None:
+        if getattr(_in_returned_hook, "active", False):
+            return  # a hook's own releases do not call the hooks again
+        _in_returned_hook.active = True
+        try:
+            for hook in _returned_hooks:
+                try:
+                    hook(session)
+                except Exception:
+                    logger.exception("admissions-returned hook %r failed", hook)
+        finally:
+            _in_returned_hook.active = False
+
+    transaction.on_commit(run)
 
 
 def _publish_later(session: Session, message: dict[str, Any]) -> None:
@@ -944,6 +979,8 @@ def _release_contents(hold: Hold, *, now: datetime | None = None) -> None:
             QuotaBucket.objects.filter(id=bucket_id).update(taken=F("taken") - quantity)
     if rows:
         _publish_quota_later(hold.session, returned=True)
+    if codes or rows:
+        _returned_later(hold.session)
 
 
 def hold_release(*, hold: Hold) -> None:
@@ -1046,6 +1083,90 @@ def hold_convert(*, hold: Hold) -> None:
         if expected_allocations:
             _publish_quota_later(hold.session)
     hold.status = Hold.Status.CONVERTED
+
+
+def sold_return(*, hold: Hold, seat_ids: list[int], tier_quantities: dict[int, int]) -> None:
+    """Put sold admissions of a converted hold back on sale (refunds, exchanges, cancellations):
+    the seats `seat_ids`, and per tier id the number of general-admission / daily admissions.
+
+    Each seat goes `sold → available` with one conditional UPDATE on this hold's seats; each
+    quota count comes back through its allocations with
+    `UPDATE allocation SET returned = returned + n WHERE … AND returned + n <= quantity`
+    (a CHECK backs it), then `taken - n` on the bucket — so an admission returns at most once,
+    whoever asks twice. Runs inside the caller's transaction. Errors: `not_sold` (409) when a
+    seat or a quantity is not (or no longer) sold under this hold.
+    """
+    session = hold.session
+    with transaction.atomic():
+        if seat_ids:
+            codes = list(
+                SeatState.objects.filter(
+                    session=session, seat_id__in=seat_ids, hold=hold, state=SeatState.State.SOLD
+                ).values_list("seat__code", flat=True)
+            )
+            returned = SeatState.objects.filter(
+                session=session, seat_id__in=seat_ids, hold=hold, state=SeatState.State.SOLD
+            ).update(state=SeatState.State.AVAILABLE, hold=None, held_until=None)
+            if returned != len(set(seat_ids)):
+                raise _not_sold()
+            _publish_seats(session, [[code, SeatState.State.AVAILABLE] for code in codes])
+        tiers = {t.pk: t for t in PriceTier.objects.filter(pk__in=list(tier_quantities))}
+        for tier_id, quantity in sorted(tier_quantities.items()):
+            if quantity <= 0:
+                continue
+            if tier_id not in tiers:
+                raise _not_sold()
+            for quota in _quotas_for(session, tiers[tier_id]):
+                _return_to_quota(hold, quota, quantity)
+        if any(quantity > 0 for quantity in tier_quantities.values()):
+            _publish_quota_later(session, returned=True)
+        if seat_ids or any(quantity > 0 for quantity in tier_quantities.values()):
+            _returned_later(session)
+
+
+def _not_sold() -> DomainError:
+    error = DomainError("not_sold", _("These admissions are not sold under this order."))
+    error.status = 409
+    return error
+
+
+def _return_to_quota(hold: Hold, quota: Quota, quantity: int) -> None:
+    left = quantity
+    allocations = list(
+        QuotaAllocation.objects.filter(
+            hold=hold, bucket__quota=quota, state=QuotaAllocation.State.CONVERTED
+        )
+        .order_by("id")
+        .values_list("id", "bucket_id", "quantity", "returned")
+    )
+    for allocation_id, bucket_id, allocated, already in allocations:
+        if left <= 0:
+            break
+        n = min(left, allocated - already)
+        if n <= 0:
+            continue
+        if QuotaAllocation.objects.filter(id=allocation_id, returned__lte=F("quantity") - n).update(
+            returned=F("returned") + n
+        ):
+            QuotaBucket.objects.filter(id=bucket_id).update(taken=F("taken") - n)
+            left -= n
+    if left:
+        raise _not_sold()
+
+
+def hold_create_empty(
+    *, session: Session, holder_key: str, customer: User | None, expires_at: datetime
+) -> Hold:
+    """An active hold of nothing until `expires_at`, for an order that sells no admissions (a
+    prepaid waitlist deposit: `Order.hold` is required). It takes no seat and no quota, so
+    converting it when the order is paid sells nothing, and releasing or sweeping it gives
+    nothing back. Errors: `invalid_holder`."""
+    _check_holder(holder_key)
+    hold = Hold.objects.create(
+        session=session, holder_key=holder_key, customer=customer, expires_at=expires_at
+    )
+    _remember_items(hold, [])
+    return hold
 
 
 def holds_adopt(*, holder_key: str, new_holder_key: str, customer: User) -> int:

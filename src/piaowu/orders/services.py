@@ -30,12 +30,14 @@ from piaowu.accounts.models import User
 from piaowu.catalog.models import SalesChannel, Session
 from piaowu.core import clock
 from piaowu.core.errors import DomainError
+from piaowu.core.money import Money
 from piaowu.inventory.checkout import hold_extend_until
 from piaowu.inventory.holders import user_holder_key
 from piaowu.inventory.models import Hold, HoldItem
 from piaowu.inventory.services import (
     hold_best_available,
     hold_convert,
+    hold_create_empty,
     hold_release,
     hold_seats,
     holds_adopt,
@@ -127,10 +129,22 @@ def _check_sale(
         )
 
 
+def _session_cancelled(session_id: int) -> bool:
+    """Read from the database, not the (possibly cached) session object: once an organizer
+    cancels, no process may take another order or payment for it."""
+    return Session.objects.filter(pk=session_id, status=Session.Status.CANCELLED).exists()
+
+
 def _check_checkout(
     hold: Hold, channel: SalesChannel, customer: User | None, phone: str, email: str
 ) -> None:
     _check_sale(hold.session, channel, customer, phone, email)
+    if _session_cancelled(hold.session_id):
+        raise DomainError(
+            "sales_closed",
+            _("Tickets for this session are not on sale."),
+            {"sales_state": "cancelled"},
+        )
     if hold.status == Hold.Status.CONVERTED:
         raise DomainError("hold_converted", _("These tickets were already bought."))
     if hold.status != Hold.Status.ACTIVE or hold.expires_at < clock.now():
@@ -417,7 +431,8 @@ def order_mark_paid(*, order: Order, paid_at: datetime | None = None) -> Order:
     order.refresh_from_db()
     if order.state in PAID_STATES:
         return order
-    if order.state != OrderState.AWAITING_PAYMENT:
+    if order.state != OrderState.AWAITING_PAYMENT or _session_cancelled(order.session_id):
+        # A payment for a cancelled session is refunded by the caller, like a late one.
         raise order_not_payable(order)
     now = clock.now()
     try:
@@ -439,4 +454,108 @@ def order_mark_paid(*, order: Order, paid_at: datetime | None = None) -> Order:
                 return order
             raise order_not_payable(order) from exc
         raise
+    return order
+
+
+# --- Paid by credit ------------------------------------------------------------------------------
+
+
+def order_create_paid_by_credit(
+    *,
+    hold: Hold,
+    channel: SalesChannel,
+    customer: User | None,
+    contact_phone: str,
+    contact_email: str,
+    reason: str,
+) -> Order:
+    """An order for `hold` that is paid at once by credit the caller holds for the buyer (the
+    old tickets of an exchange, a prepaid waitlist deposit): lines at the tiers' prices and the
+    total as at checkout, then `awaiting_payment → paid` with `reason` in the history, the hold
+    converted and the order-paid hooks run (tickets are issued) — in the caller's transaction.
+    No payment is made here: the caller accounts for the money, and a refund of this order goes
+    back through the payment the credit came from. Errors: `hold_expired`, `hold_converted`,
+    `hold_empty`, `channel_mismatch`, `channel_inactive`, `invalid_phone`, `invalid_email`,
+    `contact_required`, `mixed_currency`."""
+    contact_phone = contact_phone.strip()
+    contact_email = contact_email.strip()
+    hold.refresh_from_db(fields=["status", "expires_at"])
+    _check_checkout(hold, channel, customer, contact_phone, contact_email)
+    now = clock.now()
+    with transaction.atomic():
+        order = _order_create(
+            hold=hold,
+            channel=channel,
+            customer=customer,
+            contact_phone=contact_phone,
+            contact_email=contact_email,
+            deadline=now,
+            now=now,
+        )
+        if order.state == OrderState.AWAITING_PAYMENT:  # a total of 0 was paid as free already
+            transition(
+                order, OrderState.PAID, actor=customer, reason=reason, fields={"paid_at": now}
+            )
+            hold_convert(hold=hold)
+            _order_paid(order)
+    return order
+
+
+# --- Deposits: orders that sell nothing yet ------------------------------------------------------
+
+
+def order_create_deposit(
+    *,
+    session: Session,
+    channel: SalesChannel,
+    customer: User,
+    amount: Money,
+    contact_phone: str = "",
+    contact_email: str = "",
+    reason: str = "deposit",
+    now: datetime | None = None,
+) -> Order:
+    """An order awaiting payment of `amount` that has no lines and sells no admissions (a
+    prepaid waitlist's deposit, `aftersales.services.waitlist`). Its hold is an empty hold of
+    the customer lasting until the payment deadline, so it is paid through the normal flow:
+    `order_mark_paid` converts the empty hold (nothing is sold) and the order-paid hooks run
+    (no ticket is issued: there are no lines); unpaid, it expires like any order. In the
+    caller's transaction. Errors: `deposit_amount_invalid`, `channel_mismatch`,
+    `channel_inactive`, `invalid_phone`, `invalid_email`."""
+    if amount.amount <= 0:
+        raise DomainError("deposit_amount_invalid", _("A deposit must be a positive amount."))
+    contact_phone = contact_phone.strip()
+    contact_email = contact_email.strip()
+    _check_sale(session, channel, customer, contact_phone, contact_email)
+    now = now or clock.now()
+    deadline = now + payment_window()
+    with transaction.atomic():
+        hold = hold_create_empty(
+            session=session,
+            holder_key=user_holder_key(customer.pk),
+            customer=customer,
+            expires_at=deadline,
+        )
+        order = Order.objects.create(
+            session=session,
+            channel=channel,
+            customer=customer,
+            contact_phone=normalize_phone(contact_phone) if contact_phone else "",
+            contact_email=contact_email,
+            hold=hold,
+            state=OrderState.AWAITING_PAYMENT,
+            total_amount=amount.quantized().amount,
+            currency=amount.currency,
+            payment_deadline=deadline,
+        )
+        _remember(order, "lines", [])
+        _remember(order, "payments", [])
+        OrderHistory.objects.create(
+            order=order,
+            from_state="",
+            to_state=OrderState.AWAITING_PAYMENT,
+            actor=customer,
+            reason=reason[:200],
+            at=now,
+        )
     return order

@@ -131,6 +131,9 @@ class Payment(PublicIdModel, TimestampedModel):
     qr_code_payload = models.CharField(_("QR code payload"), max_length=500, blank=True)
     settles_order = models.BooleanField(_("settles the order"), default=False)
     paid_at = models.DateTimeField(_("paid at"), null=True, blank=True)
+    refunded_amount = models.DecimalField(
+        _("refunded (after-sales)"), max_digits=12, decimal_places=2, default=0
+    )
     refund_reason = models.CharField(_("refund reason"), max_length=40, blank=True)
     refunded_at = models.DateTimeField(_("refunded at"), null=True, blank=True)
     last_checked_at = models.DateTimeField(_("last queried at"), null=True, blank=True)
@@ -159,8 +162,52 @@ class Payment(PublicIdModel, TimestampedModel):
             models.CheckConstraint(
                 condition=models.Q(amount__gt=0), name="payment_amount_positive"
             ),
+            # After-sales refunds reserve their amount here with a conditional UPDATE; the
+            # database refuses to give back more than was captured, whatever races.
+            models.CheckConstraint(
+                condition=models.Q(refunded_amount__gte=0)
+                & models.Q(refunded_amount__lte=models.F("amount")),
+                name="payment_refunded_within_amount",
+            ),
         ]
         indexes = [models.Index(fields=["status", "created_at"], name="payment_status_created")]
 
     def __str__(self) -> str:
         return f"{self.reference} {self.provider} {self.amount} {self.currency} {self.status}"
+
+
+class LedgerEntry(models.Model):
+    """One money movement, append-only: captured from a buyer (+) or refunded to one (−).
+
+    `reference` is unique (the payment reference for a capture, the refund number for a
+    refund), so an at-least-once caller records each movement exactly once. Balances are sums.
+    """
+
+    class Kind(models.TextChoices):
+        CAPTURE = "capture", _("Captured")
+        REFUND = "refund", _("Refunded")
+
+    order = models.ForeignKey(
+        "orders.Order", on_delete=models.PROTECT, related_name="ledger", verbose_name=_("order")
+    )
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="ledger")
+    kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices)
+    reference = models.CharField(_("reference"), max_length=64, unique=True)
+    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
+    currency = models.CharField(_("currency"), max_length=3)
+    at = models.DateTimeField(_("at"))
+
+    class Meta:
+        verbose_name = _("ledger entry")
+        verbose_name_plural = _("ledger")
+        ordering = ["at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(kind="capture") & models.Q(amount__gt=0))
+                | (models.Q(kind="refund") & models.Q(amount__lt=0)),
+                name="ledger_sign_matches_kind",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount} {self.currency} ({self.reference})"

@@ -23,7 +23,13 @@ from piaowu.core.money import Money
 from piaowu.orders.models import Order
 from piaowu.orders.services import order_expire_if_overdue, order_mark_paid, order_not_payable
 from piaowu.orders.states import PAID_STATES, OrderState
-from piaowu.payments.models import Payment, SandboxDelivery, SandboxRefund, SandboxTransaction
+from piaowu.payments.models import (
+    LedgerEntry,
+    Payment,
+    SandboxDelivery,
+    SandboxRefund,
+    SandboxTransaction,
+)
 from piaowu.payments.providers import get_provider
 from piaowu.payments.providers.base import Acknowledgement, PaymentRequest
 from piaowu.payments.providers.sandbox import signed_notification
@@ -414,6 +420,17 @@ def _payment_settle(payment: Payment) -> Payment:
         with db_transaction.atomic():
             Payment.objects.filter(pk=payment.pk).update(settles_order=True)
             order = order_mark_paid(order=payment.order, paid_at=payment.paid_at)
+            LedgerEntry.objects.get_or_create(
+                reference=payment.reference,
+                defaults={
+                    "order_id": payment.order_id,
+                    "payment": payment,
+                    "kind": LedgerEntry.Kind.CAPTURE,
+                    "amount": payment.amount,
+                    "currency": payment.currency,
+                    "at": payment.paid_at or clock.now(),
+                },
+            )
             if order.state not in PAID_STATES:  # pragma: no cover - order_mark_paid raises
                 raise order_not_payable(order)
     except IntegrityError:

@@ -150,7 +150,12 @@ def venue_label(order_or_ticket: Order | Ticket) -> str:
 
 def _valid_tickets(order: Order) -> list[Ticket]:
     _require_paid(order)
-    tickets = [t for t in tickets_for_order(order) if t.state == Ticket.State.VALID]
+    # A ticket the buyer transferred to someone else carries that holder's QR: not the buyer's.
+    tickets = [
+        t
+        for t in tickets_for_order(order)
+        if t.state == Ticket.State.VALID and t.holder_id in (None, order.customer_id)
+    ]
     if not tickets:
         raise _conflict(
             "no_valid_tickets",

@@ -83,6 +83,15 @@ class Ticket(PublicIdModel):
     rotating = models.BooleanField(_("rotating QR"), default=False)
     valid_from = models.DateTimeField(_("valid from"))
     valid_until = models.DateTimeField(_("valid until"))
+    holder = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="held_tickets",
+        verbose_name=_("holder"),
+        help_text=_("Who the ticket was transferred to; empty: the buyer of the order."),
+    )
     attendee_name = models.CharField(_("attendee"), max_length=80, blank=True)
     attendee_id_masked = models.CharField(_("attendee ID (masked)"), max_length=32, blank=True)
     issued_at = models.DateTimeField(_("issued"))

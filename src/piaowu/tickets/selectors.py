@@ -82,8 +82,8 @@ def tickets_for_buyer_order(
 def ticket_get_for_buyer(
     *, public_id: str, customer: User | None, holder_key: str, granted: Iterable[str] = ()
 ) -> Ticket:
-    """A ticket whose order the caller may see; anything else is `ticket_not_found`, like an
-    unknown id."""
+    """A ticket whose order the caller may see, or that was transferred to the caller; anything
+    else is `ticket_not_found`, like an unknown id. Whether it shows its QR: `ticket_held_by`."""
     ticket = (
         Ticket.objects.select_related(*_TICKET_RELATED).filter(public_id=public_id).first()
         if public_id
@@ -91,6 +91,8 @@ def ticket_get_for_buyer(
     )
     if ticket is None:
         raise _ticket_not_found()
+    if customer is not None and ticket.holder_id == customer.pk:
+        return ticket
     try:
         order_get_for_buyer(
             public_id=ticket.order.public_id,
@@ -103,15 +105,23 @@ def ticket_get_for_buyer(
     return ticket
 
 
+def ticket_held_by(ticket: Ticket, customer: User | None) -> bool:
+    """Whether the caller — who may see the ticket's order, or is its holder — holds the ticket
+    now, and so may see its QR: a ticket its buyer transferred to someone else (`holder`) shows
+    its QR to that holder only."""
+    return ticket.holder_id is None or (customer is not None and ticket.holder_id == customer.pk)
+
+
 def _ticket_not_found() -> NotFound:
     return NotFound("ticket", _("No such ticket."))
 
 
 @dataclass(frozen=True, slots=True)
 class ETicket:
-    """What a ticket holder's e-ticket shows. `qr` is None for a void ticket. A rotating
-    ticket's page shows `qr + ":" + codec.rotating_code(secret, now // step_seconds)`, the
-    time code computed in the page from `rotation_secret` (base32, no padding)."""
+    """What a ticket holder's e-ticket shows. `qr` is None for a void ticket (and for a caller
+    who does not hold the ticket). A rotating ticket's page shows
+    `qr + ":" + codec.rotating_code(secret, now // step_seconds)`, the time code computed in
+    the page from `rotation_secret` (base32, no padding)."""
 
     qr: str | None
     rotating: bool
@@ -119,10 +129,11 @@ class ETicket:
     step_seconds: int | None
 
 
-def ticket_eticket(ticket: Ticket) -> ETicket:
-    """The e-ticket of `ticket` — only for its holder (the caller checked): a rotating ticket's
-    secret lets anyone who has it make valid time codes."""
-    if ticket.state != Ticket.State.VALID:
+def ticket_eticket(ticket: Ticket, *, held: bool = True) -> ETicket:
+    """The e-ticket of `ticket` — only for its holder (the caller checked; `held=False`: not
+    the holder, no QR): a rotating ticket's secret lets anyone who has it make valid time
+    codes."""
+    if ticket.state != Ticket.State.VALID or not held:
         return ETicket(qr=None, rotating=ticket.rotating, rotation_secret=None, step_seconds=None)
     qr = ticket_qr_text(ticket)
     if not ticket.rotating:

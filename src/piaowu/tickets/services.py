@@ -173,6 +173,8 @@ def tickets_issue_for_order(order: Order) -> list[Ticket]:
         for line in order.lines.select_related("tier", "seat").order_by("id")
         for index in range(line.quantity)
     ]
+    if not tickets:
+        return []  # an order without lines (a prepaid waitlist deposit) sells no admissions
     with transaction.atomic():
         Ticket.objects.bulk_create(tickets)
         tickets = list(order.tickets.all())
@@ -216,12 +218,20 @@ def ticket_reissue(*, ticket: Ticket, actor: User | None, reason: str) -> Ticket
     QR and paper made before stops verifying (a reprint, a leaked screenshot, a revoked key).
     One conditional UPDATE bumps the version, so two reissues at once make two versions and
     neither is lost. Errors: `ticket_void`, `ticket_reissue_limit` (65 535 versions)."""
+    return _new_secret_version(ticket, actor=actor, action="reissued", reason=reason)
+
+
+def _new_secret_version(
+    ticket: Ticket, *, actor: User | None, action: str, reason: str, **changes: object
+) -> Ticket:
+    """`ticket_reissue`'s one conditional UPDATE (plus `changes` to other fields in the same
+    statement) and its history row `action`."""
     now = clock.now()
     with transaction.atomic():
         key = signing_key_active(Organizer.objects.get(pk=ticket.organizer_id))
         changed = Ticket.objects.filter(
             pk=ticket.pk, state=Ticket.State.VALID, secret_version__lt=MAX_SECRET_VERSION
-        ).update(secret_version=F("secret_version") + 1, signing_key=key)
+        ).update(secret_version=F("secret_version") + 1, signing_key=key, **changes)
         fresh = Ticket.objects.select_related("signing_key").get(pk=ticket.pk)
         if not changed:
             if fresh.state != Ticket.State.VALID:
@@ -237,8 +247,32 @@ def ticket_reissue(*, ticket: Ticket, actor: User | None, reason: str) -> Ticket
                 _("This ticket was reissued too many times."),
                 {"serial": fresh.serial},
             )
-        _history(fresh, "reissued", actor, reason, now)
+        _history(fresh, action, actor, reason, now)
     _copy_state(fresh, ticket)
+    return fresh
+
+
+def ticket_transfer_to(*, ticket: Ticket, holder: User, attendee_name: str, actor: User) -> Ticket:
+    """Hand a valid ticket to `holder` in the name of `attendee_name`: a new secret version
+    (exactly as `ticket_reissue`: every QR and paper made before stops verifying, the new
+    holder's QR is fresh), the holder and the attendee set in the same conditional UPDATE, and
+    a `transferred` history row. The previous attendee's ID no longer applies and is cleared.
+    Call it inside the transaction that accepts the transfer (`aftersales.services.transfers`),
+    which checks who may transfer. Errors: `ticket_void`, `ticket_reissue_limit`."""
+    attendee_name = attendee_name.strip()[:80]
+    fresh = _new_secret_version(
+        ticket,
+        actor=actor,
+        action="transferred",
+        reason=f"to {attendee_name} <{holder.email}>",
+        holder=holder,
+        attendee_name=attendee_name,
+        attendee_id_masked="",
+    )
+    for target in (fresh, ticket):
+        target.holder = holder
+        target.attendee_name = attendee_name
+        target.attendee_id_masked = ""
     return fresh
 
 
@@ -255,6 +289,41 @@ def ticket_void(*, ticket: Ticket, actor: User | None, reason: str) -> Ticket:
             _history(fresh, "voided", actor, reason, now)
     _copy_state(fresh, ticket)
     return fresh
+
+
+def tickets_rewindow_for_session(*, session: Session, actor: User | None, reason: str) -> int:
+    """Give every valid ticket of `session` the admission window of the session's current
+    times (`admission_window`), after the session moved; a `rewindowed` history row each. Only
+    tickets whose window differs are touched, so calling it again changes nothing. The QR
+    claims carry the window, so the codes shown from now on change with it (same secret
+    version: a holder's old code does not admit in the new window, the gate can look the
+    ticket up by serial). Call inside the transaction that moves the session. Returns how many
+    tickets changed."""
+    valid_from, valid_until = admission_window(session)
+    now = clock.now()
+    stale = Ticket.objects.filter(session=session, state=Ticket.State.VALID).exclude(
+        valid_from=valid_from, valid_until=valid_until
+    )
+    with transaction.atomic():
+        rows = list(stale.values_list("pk", "secret_version"))
+        if not rows:
+            return 0
+        changed = stale.update(valid_from=valid_from, valid_until=valid_until)
+        TicketHistory.objects.bulk_create(
+            (
+                TicketHistory(
+                    ticket_id=pk,
+                    action="rewindowed",
+                    secret_version=version,
+                    actor=actor,
+                    reason=reason[:200],
+                    at=now,
+                )
+                for pk, version in rows
+            ),
+            batch_size=1000,
+        )
+    return changed
 
 
 def _copy_state(source: Ticket, target: Ticket) -> None:
