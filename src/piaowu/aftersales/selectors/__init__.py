@@ -1,0 +1,1 @@
+"""After-sales reads, one module per workflow (`refunds`, `waitlist`, `cases`, …)."""
