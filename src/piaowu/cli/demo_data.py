@@ -893,6 +893,131 @@ def seed_admission() -> list[str]:
     return [c.code for c in batch.codes.all()[:3]]
 
 
+DEMO_FAQ = (
+    (
+        "怎么退票？",
+        "打开订单页，选择要退的票：确认前页面会显示适用的退票规则和可退金额。"
+        "款项按原支付方式退回，进度可在订单页查看。",
+        "How do I get a refund?",
+        "Open your order and choose the tickets to refund: before you confirm, the page shows "
+        "the refund rule that applies and the exact amount. The money goes back the way you "
+        "paid; the order page shows its progress.",
+    ),
+    (
+        "电子票在哪里？怎么入场？",
+        "付款后在“我的订单”中打开订单，点“查看电子票”，入场时出示二维码即可。"
+        "游客购票可用订单号和下单手机号查询订单。",
+        "Where are my e-tickets, and how do I get in?",
+        "Once paid, open the order in “My orders” and tap “Show my tickets”; show the QR code "
+        "at the gate. Bought as a guest? Find the order with its code and your phone number.",
+    ),
+    (
+        "演出取消或改期了怎么办？",
+        "主办方取消场次时，订单会自动全额退款并通知您；改期时我们会通知您，"
+        "并在一段时间内提供免手续费退票。",
+        "What if a show is cancelled or moved?",
+        "When the organizer cancels a session, every order is refunded in full and you are "
+        "told. When it moves, we tell you and you may refund without a fee for a while.",
+    ),
+    (
+        "如何联系客服？",
+        "在“帮助”页点“联系客服”提交问题，可选择相关订单。投诉和退款争议一般在 8 小时内首次答复，"
+        "其他问题在 24 小时内答复；答复会通过邮件或短信通知您。",
+        "How do I contact customer service?",
+        "On the Help page, choose “Contact customer service” and pick the order it is about. "
+        "Complaints and refund disputes get a first answer within 8 hours, other questions "
+        "within 24; we tell you by e-mail or SMS when we answer.",
+    ),
+)
+
+
+def seed_faq() -> int:
+    """The help page's FAQ in Chinese and English, each entry once (keyed by its Chinese
+    question). Returns how many were created."""
+    from piaowu.aftersales.models import FaqEntry
+
+    created = 0
+    for position, (question, answer, question_en, answer_en) in enumerate(DEMO_FAQ, start=1):
+        _entry, made = FaqEntry.objects.get_or_create(
+            question=question,
+            defaults={
+                "answer": answer,
+                "question_en": question_en,
+                "answer_en": answer_en,
+                "position": position * 10,
+            },
+        )
+        created += int(made)
+    return created
+
+
+#: The demo's refund rule for every event: ≥ 48 h free, ≥ 24 h 10 %, ≥ 2 h 20 %, at least ¥2.
+DEMO_REFUND_TIERS = ((48, "0"), (24, "10"), (2, "20"))
+DEMO_REFUND_MINIMUM_FEE = "2"
+
+
+def seed_refund_rules() -> int:
+    """A refund rule for every event that has none yet, so the demo can refund. Returns how
+    many were created."""
+    from piaowu.aftersales.models import RefundPolicy, RefundTier
+
+    created = 0
+    for event in Event.objects.exclude(
+        pk__in=RefundPolicy.objects.filter(session__isnull=True).values("event_id")
+    ):
+        with transaction.atomic():
+            policy = RefundPolicy.objects.create(
+                event=event, minimum_fee=Decimal(DEMO_REFUND_MINIMUM_FEE)
+            )
+            RefundTier.objects.bulk_create(
+                RefundTier(policy=policy, hours_before=hours, fee_percent=Decimal(percent))
+                for hours, percent in DEMO_REFUND_TIERS
+            )
+        created += 1
+    return created
+
+
+def seed_aftersales() -> None:
+    """Transfers allowed on every demo session, and a sold-out chamber concert three days out
+    with a prepaid waitlist: the demo customer holds both of its tickets (refundable for free
+    under the demo rule), so another account can join the waitlist and get the seat when the
+    customer refunds one. Runs once (keyed by the session)."""
+    from piaowu.catalog.models import Session
+    from piaowu.catalog.selectors import sales_channel_for
+    from piaowu.inventory.services import hold_quantity
+    from piaowu.orders.services import order_checkout, order_mark_paid
+
+    rehearsal = Event.objects.filter(code="open-rehearsal").first()
+    if rehearsal is None or Session.objects.filter(event=rehearsal, code="chamber").exists():
+        return
+    Session.objects.filter(status=Session.Status.SCHEDULED).update(transfers_allowed=True)
+    hall = Venue.objects.get(organizer=rehearsal.organizer, name="华音音乐厅")
+    starts = timezone.now() + dt.timedelta(days=3)
+    chamber = session_create(
+        event=rehearsal,
+        code="chamber",
+        venue=hall,
+        starts_at=starts,
+        capacity_mode=CapacityMode.GENERAL,
+        capacity=2,
+        sales_open_at=timezone.now() - dt.timedelta(days=1),
+        sales_close_at=starts,
+        tiers=[_tier("ga", "室内乐", "Chamber", "30")],
+    )
+    Session.objects.filter(pk=chamber.pk).update(waitlist_mode="prepaid", transfers_allowed=True)
+    audience = User.objects.get(email="audience@piaowu.demo")
+    holder = f"user:{audience.pk}"
+    hold = hold_quantity(session=chamber, tier_code="ga", quantity=2, holder_key=holder)
+    order = order_checkout(
+        hold=hold,
+        channel=sales_channel_for(chamber),
+        holder_key=holder,
+        customer=audience,
+        contact_phone="13800138000",
+    )
+    order_mark_paid(order=order)
+
+
 def seed_demo(stdout: TextIO | None = None) -> str:
     """Seed whatever is missing; return a one-line summary of what exists."""
     categories = seed_categories()
@@ -904,8 +1029,12 @@ def seed_demo(stdout: TextIO | None = None) -> str:
         with transaction.atomic():
             seeder(categories)
     seed_logins()
+    seed_faq()
     with transaction.atomic():
         codes = seed_admission()
+    seed_refund_rules()
+    with transaction.atomic():
+        seed_aftersales()
     from piaowu.catalog.models import Seat, Session
 
     return (

@@ -46,6 +46,7 @@ from piaowu.catalog.models import (
     Venue,
 )
 from piaowu.catalog.selectors import seat_map_layout
+from piaowu.console.admin_cancellations import session_tools
 from piaowu.console.admin_forms import (
     BatchImportForm,
     ExportForm,
@@ -1158,6 +1159,10 @@ class SessionAdmin(CatalogAdmin):
         ),
         (None, {"fields": ("language_note",)}),
         (_("Admission"), {"fields": ("rotating_qr", "reentry_allowed")}),
+        (
+            _("After-sales"),
+            {"fields": ("transfers_allowed", "transfer_cutoff_hours", "waitlist_mode")},
+        ),
     )
     add_fieldsets = (
         (None, {"fields": ("event", "code", "language_note")}),
@@ -1189,8 +1194,9 @@ class SessionAdmin(CatalogAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         if obj is None:
             return ()
-        # Where a session sells and on which seat-map version are fixed once it exists.
-        return ("event", "public_id", "venue", "hall", "seat_map", "capacity_mode")
+        # Where a session sells and on which seat-map version are fixed once it exists; it is
+        # cancelled only by "Cancel session" (which refunds its orders).
+        return ("event", "public_id", "venue", "hall", "seat_map", "capacity_mode", "status")
 
     def get_form(
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
@@ -1246,6 +1252,7 @@ class SessionAdmin(CatalogAdmin):
                 gettext("Create sessions from a recurrence rule"),
                 self.tool_url("recurring", obj.pk),
             ),
+            *session_tools(obj),  # cancel / reschedule (admin_cancellations)
         ]
 
     def get_urls(self) -> list[URLPattern]:

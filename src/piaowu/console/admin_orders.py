@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from piaowu.accounts.permissions import Perm
+from piaowu.console.admin_refunds import refund_on_behalf
 from piaowu.console.admin_scoping import (
     OrganizerScopedAdmin,
     OrganizerScopedInline,
@@ -137,7 +138,7 @@ class OrderAdmin(ReadOnlyScopedAdmin):
     )
     readonly_fields = fields
     inlines = (OrderLineInline, PaymentInline, OrderHistoryInline)
-    actions = ("cancel_unpaid",)
+    actions = ("cancel_unpaid", refund_on_behalf)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return (

@@ -21,6 +21,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods
 
+from piaowu.aftersales.selectors.transfers import ticket_holder_id, transfers_pending_by_ticket
 from piaowu.catalog.models import Audience, Seat, Session
 from piaowu.catalog.selectors import sales_channel_for, session_get
 from piaowu.core import clock
@@ -33,6 +34,7 @@ from piaowu.tickets.models import Ticket
 from piaowu.tickets.selectors import (
     redeemable_sessions,
     redemption_code_get,
+    ticket_held_by,
     ticket_qr_text,
     ticket_rotation_secret,
     tickets_for_order,
@@ -48,7 +50,8 @@ from piaowu.web.views import _buyer_order, _customer, _grant_order, map_links, s
 class TicketCard:
     """One ticket as its card shows it. `qr_text` is set for a valid static ticket (drawn on
     the server); a valid rotating ticket has `rotation_static` + `rotation_secret` instead
-    (drawn by ticket.js); a void ticket has neither."""
+    (drawn by ticket.js); a void ticket has neither, nor has a ticket the viewer transferred
+    to someone else (`held` false). `transferable`: the card offers "Transfer"."""
 
     ticket: Ticket
     number: int
@@ -60,12 +63,23 @@ class TicketCard:
     entrance: str
     tier_name: str
     audience: str
+    held: bool = True
+    transferable: bool = False
+    transfer_pending: bool = False
 
 
-def ticket_card(ticket: Ticket, number: int) -> TicketCard:
+def ticket_card(
+    ticket: Ticket,
+    number: int,
+    *,
+    held: bool = True,
+    transferable: bool = False,
+    transfer_pending: bool = False,
+) -> TicketCard:
     void = ticket.state != Ticket.State.VALID
-    static = "" if void else ticket_qr_text(ticket)
-    rotating = ticket.rotating and not void
+    hidden = void or not held  # a transferred ticket's code is its new holder's alone
+    static = "" if hidden else ticket_qr_text(ticket)
+    rotating = ticket.rotating and not hidden
     seat: Seat | None = ticket.seat
     tier = ticket.tier
     return TicketCard(
@@ -81,6 +95,9 @@ def ticket_card(ticket: Ticket, number: int) -> TicketCard:
         entrance=seat.section.entrance if seat is not None else "",
         tier_name=tier.tr("name"),
         audience=tier.get_audience_display() if tier.audience != Audience.ANY else "",
+        held=held,
+        transferable=transferable and held and not void,
+        transfer_pending=transfer_pending,
     )
 
 
@@ -105,7 +122,23 @@ def order_tickets(request: HttpRequest, public_id: str) -> HttpResponse:
         return order
     session = order.session
     venue = session.venue
-    cards = [ticket_card(t, n) for n, t in enumerate(tickets_for_order(order), start=1)]
+    customer = _customer(request)
+    tickets = list(tickets_for_order(order))
+    pending = transfers_pending_by_ticket(t.pk for t in tickets) if customer else {}
+    cards = [
+        ticket_card(
+            t,
+            n,
+            held=ticket_held_by(t, customer),
+            transferable=(
+                session.transfers_allowed
+                and customer is not None
+                and ticket_holder_id(t) == customer.pk
+            ),
+            transfer_pending=t.pk in pending,
+        )
+        for n, t in enumerate(tickets, start=1)
+    ]
     context = {
         "order": order,
         "session": session,
@@ -114,7 +147,7 @@ def order_tickets(request: HttpRequest, public_id: str) -> HttpResponse:
         "cards": cards,
         "map_links": map_links(venue),
         "any_rotating": any(card.rotation_secret for card in cards),
-        "any_valid": any(not card.void for card in cards),
+        "any_valid": any(not card.void and card.held for card in cards),
         "step_seconds": settings.PIAOWU_ROTATING_QR_STEP_SECONDS,
         # The server's clock, so a phone whose clock is off still shows current codes.
         "server_ms": int(clock.now().timestamp() * 1000),

@@ -86,6 +86,14 @@ HOLD_ERRORS.update(IDEMPOTENCY_ERRORS)
 HOLD_LIFE_ERRORS.update(IDEMPOTENCY_ERRORS)
 
 
+#: What any signed-in customer's POST may answer before its own rules run.
+SIGNED_IN_ERRORS: dict[str, str] = {
+    "unauthorized": "401 — sign in first.",
+    "forbidden": "403 — a session cookie came without its CSRF token (`X-CSRFToken`).",
+    "invalid_input": "400 — the body is not valid (details.fields).",
+}
+
+
 def errors_doc(codes: dict[str, str], only: tuple[str, ...] | None = None) -> str:
     """The "Errors:" list of an endpoint's OpenAPI description."""
     items = [(c, t) for c, t in codes.items() if only is None or c in only]

@@ -17,14 +17,18 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
-from ninja import Field, Router, Schema, Status
+from django.utils.translation import gettext as _
+from ninja import Field, Query, Router, Schema, Status
 
+from piaowu.aftersales.selectors.transfers import tickets_held_by
 from piaowu.api.errors import ErrorOut
 from piaowu.api.idempotency import IDEMPOTENCY_ERRORS, idempotency_openapi, run_idempotent
+from piaowu.api.pagination import Page, PageQuery, page_body, paginate
 from piaowu.api.v1.holds import HOLD_ERRORS, csrf_check, errors_doc, holder_key, request_customer
 from piaowu.api.v1.orders import CHECKOUT_ERRORS, OrderOut, order_out, utc_iso
 from piaowu.catalog.models import Session
 from piaowu.catalog.selectors import sales_channel_for, session_get
+from piaowu.core.errors import DomainError
 from piaowu.inventory.holders import granted_order_ids
 from piaowu.tickets.models import Ticket
 from piaowu.tickets.selectors import (
@@ -33,6 +37,7 @@ from piaowu.tickets.selectors import (
     seat_label,
     ticket_eticket,
     ticket_get_for_buyer,
+    ticket_held_by,
     tickets_for_buyer_order,
 )
 from piaowu.tickets.services import redemption_redeem
@@ -117,10 +122,15 @@ class TicketOut(Schema):
     valid_from: str = Field(..., description="Doors open (UTC).")
     valid_until: str = Field(..., description="Admission closes (UTC).")
     attendee_name: str | None
+    held: bool = Field(
+        True,
+        description="Whether you hold the ticket: false for one you transferred to someone "
+        "else (its `qr` is then null; the new holder has a fresh one).",
+    )
     qr: str | None = Field(
         None,
-        description="The QR text (`PW1…`); null when the ticket is void. For a rotating "
-        'ticket show `qr + ":" + time code` instead (see `rotating`).',
+        description="The QR text (`PW1…`); null when the ticket is void or not `held`. For a "
+        'rotating ticket show `qr + ":" + time code` instead (see `rotating`).',
     )
     rotating: RotatingOut | None = Field(
         None,
@@ -167,10 +177,15 @@ class RedeemableOut(Schema):
 # --- Filling them -----------------------------------------------------------------------------
 
 
-def ticket_out(ticket: Ticket) -> dict[str, Any]:
-    """A ticket as its holder sees it (session, tier, seat prefetched by the selectors)."""
+class TicketPage(Page[TicketOut]):
+    pass
+
+
+def ticket_out(ticket: Ticket, *, held: bool = True) -> dict[str, Any]:
+    """A ticket as its holder sees it (session, tier, seat prefetched by the selectors);
+    `held=False`: as its buyer sees it after transferring it away (no QR)."""
     session = ticket.session
-    shown = ticket_eticket(ticket)
+    shown = ticket_eticket(ticket, held=held)
     seat = ticket.seat
     section = seat.section if seat is not None else None
     return {
@@ -192,6 +207,7 @@ def ticket_out(ticket: Ticket) -> dict[str, Any]:
         "valid_from": utc_iso(ticket.valid_from),
         "valid_until": utc_iso(ticket.valid_until),
         "attendee_name": ticket.attendee_name or None,
+        "held": held,
         "qr": shown.qr,
         "rotating": (
             {"secret": shown.rotation_secret, "step_seconds": shown.step_seconds}
@@ -230,7 +246,32 @@ def _session_out(session: Session) -> dict[str, Any]:
 )
 def order_tickets(request: HttpRequest, order_id: str) -> list[dict[str, Any]]:
     _order, tickets = tickets_for_buyer_order(order_public_id=order_id, **_buyer(request))
-    return [ticket_out(ticket) for ticket in tickets]
+    customer = request_customer(request)
+    return [ticket_out(ticket, held=ticket_held_by(ticket, customer)) for ticket in tickets]
+
+
+@router.get(
+    "/tickets",
+    response={200: TicketPage, 400: ErrorOut, 401: ErrorOut},
+    summary="The tickets you hold",
+    description="The signed-in customer's tickets, soonest session first: those bought that "
+    "were not transferred away, and those transferred to them. Void ones included with `qr` "
+    "null." + errors_doc({"unauthorized": "401 — sign in to list your tickets."}),
+)
+def tickets_mine(request: HttpRequest, query: Query[PageQuery]) -> dict[str, Any]:
+    customer = request_customer(request)
+    if customer is None:
+        error = DomainError("unauthorized", _("Sign in first."))
+        error.status = 401
+        raise error
+    tickets, count, has_next = paginate(tickets_held_by(customer), query.page, query.page_size)
+    return page_body(
+        [ticket_out(ticket) for ticket in tickets],
+        count=count,
+        page=query.page,
+        page_size=query.page_size,
+        has_next=has_next,
+    )
 
 
 @router.get(
@@ -241,7 +282,8 @@ def order_tickets(request: HttpRequest, order_id: str) -> list[dict[str, Any]]:
     + errors_doc(TICKET_ERRORS, ("ticket_not_found",)),
 )
 def ticket_detail(request: HttpRequest, ticket_id: str) -> dict[str, Any]:
-    return ticket_out(ticket_get_for_buyer(public_id=ticket_id, **_buyer(request)))
+    ticket = ticket_get_for_buyer(public_id=ticket_id, **_buyer(request))
+    return ticket_out(ticket, held=ticket_held_by(ticket, request_customer(request)))
 
 
 @router.get(
