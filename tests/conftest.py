@@ -103,6 +103,18 @@ def make_staff(make_user: Callable[..., User]) -> Callable[..., User]:
 
 
 @pytest.fixture(autouse=True)
+def _force_login_passes_second_factor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`client.force_login(staff)` signs staff in fully, password and second factor, as a real
+    staff session is once it reaches the console (tests/two_factor.py). The second factor is
+    still enforced everywhere; tests/accounts/test_two_factor.py tests it through the pages."""
+    from django.test import Client
+
+    from tests.two_factor import force_login_with_second_factor
+
+    monkeypatch.setattr(Client, "force_login", force_login_with_second_factor)
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache() -> None:
     """Each test starts with an empty cache (CI's Redis database is reserved for tests)."""
     from django.core.cache import cache

@@ -1,5 +1,6 @@
 import pytest
 from django.contrib.auth import authenticate
+from django.test import RequestFactory
 
 from piaowu.accounts.models import User
 from piaowu.accounts.services import user_sign_up
@@ -12,7 +13,8 @@ def test_sign_up_normalises_the_email_and_hashes_with_argon2() -> None:
     user = user_sign_up(email="  Li.Lei@Example.COM ", password="ticket-lover-2026")
     assert user.email == "li.lei@example.com"
     assert user.password.startswith("argon2")
-    assert authenticate(email="li.lei@example.com", password="ticket-lover-2026") == user
+    request = RequestFactory().post("/")  # sign-in is tracked per request (django-axes)
+    assert authenticate(request, email="li.lei@example.com", password="ticket-lover-2026") == user
     assert not user.is_staff
 
 

@@ -24,6 +24,7 @@ from tests.browser.test_browse import RESULTS, allow_sync_playwright
 from tests.browser.test_select_seats import PHONE, launch_chromium
 from tests.factories import make_event, make_hall, make_session, make_venue
 from tests.tickets.conftest import MakePaidOrder, ga_session, paid_order, reserved_session
+from tests.two_factor import confirmed_totp, totp_code
 
 __all__ = ["allow_sync_playwright", "ga_session", "paid_order", "reserved_session"]
 
@@ -51,11 +52,15 @@ def doors_open_soon(
 
 
 def sign_in(page: Any, url: str, user: User) -> None:
-    """Open `url`, land on the login page, sign in and come back."""
+    """Open `url`, land on the login page, sign in with the password and the authenticator's
+    code (staff have a second factor) and come back."""
+    device = confirmed_totp(user)
     page.goto(url)
     page.get_by_label("E-mail").fill(user.email)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
+    page.get_by_label("Code").fill(totp_code(device))
+    page.get_by_role("button", name="Verify").click()
 
 
 def scan(page: Any, text: str) -> None:
@@ -199,7 +204,7 @@ def test_offline_scanner_checks_codes_from_the_pack_and_syncs_when_back_online(
 
             # when the network is back, the queued admission is synced
             context.set_offline(False)
-            page.wait_for_function("window.piaowuGate.queued() === 0")
+            page.wait_for_function("() => window.piaowuGate.queued() === 0")
             expect(page.locator('[data-part="net"]')).to_contain_text("Offline scans synced: 1")
             admission = Admission.objects.get()
             assert admission.ticket_id == tickets[0].pk and admission.first_gate_id == gate.pk
@@ -329,7 +334,7 @@ def test_offline_scanner_wants_the_live_code_of_a_rotating_ticket(
 
             # and the server agrees once synced
             context.set_offline(False)
-            page.wait_for_function("window.piaowuGate.queued() === 0")
+            page.wait_for_function("() => window.piaowuGate.queued() === 0")
             assert Admission.objects.get().ticket_id == tickets[0].pk
         except Exception:
             RESULTS.mkdir(exist_ok=True)
@@ -389,7 +394,7 @@ def test_re_entry_session_shows_the_toggle_and_offline_re_entry_follows_online_s
 
             # online again: the server records the re-entry
             context.set_offline(False)
-            page.wait_for_function("window.piaowuGate.queued() === 0")
+            page.wait_for_function("() => window.piaowuGate.queued() === 0")
             admission = Admission.objects.get()
             assert (admission.inside, admission.entries) == (True, 2)
             assert list(

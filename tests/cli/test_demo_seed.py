@@ -1,5 +1,6 @@
 import pytest
 from django.contrib.auth import authenticate
+from django.test import RequestFactory
 
 from piaowu.accounts.models import Organizer, User
 from piaowu.accounts.permissions import Perm, has_perm
@@ -62,7 +63,8 @@ def test_demo_has_what_the_issue_promises() -> None:
 def test_demo_logins_authenticate_with_their_roles() -> None:
     seed_demo()
     for login in DEMO_LOGINS:
-        user = authenticate(email=login.email, password=login.password)
+        # Sign-in is tracked per request (django-axes): authenticate as the login page does.
+        user = authenticate(RequestFactory().post("/"), email=login.email, password=login.password)
         assert user is not None, login.email
         assert user.is_superuser == login.superuser
         if login.organizer_slug:

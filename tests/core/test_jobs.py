@@ -74,6 +74,14 @@ def test_the_periodic_jobs_are_registered_with_their_intervals() -> None:
         "payments.sandbox_deliver_due": timedelta(seconds=2),
         "payments.reconcile": timedelta(seconds=30),
         "tickets.deliver_due": timedelta(seconds=10),
+        "aftersales.refunds_process_due": timedelta(seconds=10),
+        "aftersales.notices_send_due": timedelta(seconds=10),
+        "aftersales.transfers_expire_overdue": timedelta(minutes=1),
+        "aftersales.cancellations_run_due": timedelta(seconds=15),
+        "aftersales.exchanges_abandon_unpaid": timedelta(minutes=1),
+        "aftersales.waitlist_offer_due": timedelta(seconds=5),
+        "aftersales.waitlist_fulfil_due": timedelta(seconds=5),
+        "aftersales.waitlist_expire_due": timedelta(minutes=1),
         "housekeeping": timedelta(hours=1),
     }
 
@@ -87,6 +95,14 @@ def test_the_registered_jobs_run_against_the_database() -> None:
         "payments.sandbox_deliver_due": 1,
         "payments.reconcile": 1,
         "tickets.deliver_due": 1,
+        "aftersales.refunds_process_due": 1,
+        "aftersales.notices_send_due": 1,
+        "aftersales.transfers_expire_overdue": 1,
+        "aftersales.cancellations_run_due": 1,
+        "aftersales.exchanges_abandon_unpaid": 1,
+        "aftersales.waitlist_offer_due": 1,
+        "aftersales.waitlist_fulfil_due": 1,
+        "aftersales.waitlist_expire_due": 1,
         "housekeeping": 1,
     }
 

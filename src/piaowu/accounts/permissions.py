@@ -11,6 +11,7 @@ from enum import StrEnum
 from django.utils.translation import gettext_lazy as _
 
 from piaowu.accounts.models import Membership, Organizer, Role, User
+from piaowu.accounts.two_factor import needs_second_factor, session_is_verified
 from piaowu.core.errors import PermissionDenied
 
 
@@ -51,8 +52,14 @@ def _active_memberships(user: User) -> list[Membership]:
 
 
 def organizer_ids_with(user: User | None, perm: Perm) -> set[int] | None:
-    """Organizer ids where `user` holds `perm`; None means every organizer (superuser)."""
+    """Organizer ids where `user` holds `perm`; None means every organizer (superuser).
+
+    A request's user whose session has not passed the staff second factor holds nothing
+    (`piaowu.accounts.two_factor`): every staff page, admin and API call goes through here.
+    """
     if user is None or not user.is_authenticated or not user.is_active:
+        return set()
+    if not session_is_verified(user):
         return set()
     if user.is_superuser:
         return None
@@ -68,6 +75,11 @@ def has_perm(user: User | None, organizer: Organizer | int, perm: Perm) -> bool:
 def require_perm(user: User | None, organizer: Organizer | int, perm: Perm) -> None:
     """Raise `PermissionDenied` unless `user` holds `perm` at `organizer`."""
     if not has_perm(user, organizer, perm):
+        if needs_second_factor(user):
+            raise PermissionDenied(
+                _("Confirm your sign-in with a two-factor code first."),
+                {"permission": str(perm), "second_factor_required": True},
+            )
         raise PermissionDenied(
             _("You do not have permission to do this for this organizer."),
             {"permission": str(perm)},

@@ -8,6 +8,8 @@ from ninja import NinjaAPI
 from ninja.renderers import JSONRenderer
 
 from piaowu.api.errors import ERROR_CODES_DOC, install_error_handlers
+from piaowu.api.v1 import cancellations as cancellations_api
+from piaowu.api.v1 import cases as cases_api
 from piaowu.api.v1 import (
     checkin,
     events,
@@ -20,6 +22,10 @@ from piaowu.api.v1 import (
     tickets,
     venues,
 )
+from piaowu.api.v1 import exchanges as exchanges_api
+from piaowu.api.v1 import refunds as refunds_api
+from piaowu.api.v1 import transfers as transfers_api
+from piaowu.api.v1 import waitlist as waitlist_api
 
 DESCRIPTION = f"""Piaowu's public API.
 
@@ -57,3 +63,9 @@ api.add_router("/v1/", payments.router)
 api.add_router("/v1/", tickets.router)
 api.add_router("/v1/", printing.router)
 api.add_router("/v1/", checkin.router)
+api.add_router("/v1/", transfers_api.router)
+api.add_router("/v1/", waitlist_api.router)
+api.add_router("/v1/", cases_api.router)
+api.add_router("/v1/", cancellations_api.router)
+api.add_router("/v1/", refunds_api.router)
+api.add_router("/v1/", exchanges_api.router)

@@ -8,6 +8,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from piaowu.aftersales.services.cancellations import cancellations_run_due
+from piaowu.aftersales.services.exchanges import exchanges_abandon_unpaid
+from piaowu.aftersales.services.notices import notices_send_due
+from piaowu.aftersales.services.refunds import refunds_process_due
+from piaowu.aftersales.services.transfers import transfers_expire_overdue
+from piaowu.aftersales.services.waitlist import (
+    waitlist_expire_due,
+    waitlist_fulfil_due,
+    waitlist_offer_due,
+)
 from piaowu.core import clock
 from piaowu.core.idempotency import idempotency_keys_purge
 from piaowu.core.jobs import JobRegistry, registry
@@ -23,6 +33,8 @@ SANDBOX_DELIVER_EVERY = timedelta(seconds=2)
 PAYMENTS_RECONCILE_EVERY = timedelta(seconds=30)
 TICKETS_DELIVER_EVERY = timedelta(seconds=10)
 HOUSEKEEPING_EVERY = timedelta(hours=1)
+REFUNDS_PROCESS_EVERY = timedelta(seconds=10)
+NOTICES_SEND_EVERY = timedelta(seconds=10)
 
 
 def _holds_sweep() -> int:
@@ -49,6 +61,61 @@ def _tickets_deliver_due() -> int:
     return deliveries_send_due()
 
 
+def _refunds_process_due() -> int:
+    # Approved refunds not yet at the provider, and retries of failed provider calls.
+    return refunds_process_due()
+
+
+def _notices_send_due() -> int:
+    # After-sales e-mails and SMS (refund progress, cancellations, waitlist offers, transfers).
+    return notices_send_due()
+
+
+TRANSFERS_EXPIRE_EVERY = timedelta(minutes=1)
+
+
+def _transfers_expire_overdue() -> int:
+    # Pending ticket transfers past their expiry (they already count as expired); tells the
+    # senders their tickets stayed theirs.
+    return transfers_expire_overdue()
+
+
+CANCELLATIONS_RUN_EVERY = timedelta(seconds=15)
+
+
+def _cancellations_run_due() -> int:
+    # Refunds of cancelled sessions, resumed where an interrupted run stopped.
+    return cancellations_run_due()
+
+
+WAITLIST_SERVE_EVERY = timedelta(seconds=5)
+WAITLIST_EXPIRE_EVERY = timedelta(minutes=1)
+
+
+def _waitlist_offer_due() -> int:
+    # Offer mode: lapsed offers pass on; returned admissions are held for the next in line.
+    return waitlist_offer_due()
+
+
+def _waitlist_fulfil_due() -> int:
+    # Prepaid mode (候补): returned admissions are bought for the queue with the deposits.
+    return waitlist_fulfil_due()
+
+
+def _waitlist_expire_due() -> int:
+    # Entries past their deadline end (prepaid deposits refunded in full); unpaid deposits.
+    return waitlist_expire_due()
+
+
+EXCHANGES_ABANDON_EVERY = timedelta(minutes=1)
+
+
+def _exchanges_abandon_unpaid() -> int:
+    # Exchanges into dearer tickets whose new order was not paid in time (they already count
+    # as abandoned): their old tickets may be refunded or exchanged again.
+    return exchanges_abandon_unpaid()
+
+
 def _housekeeping() -> int:
     # Stored idempotent answers and seen notification nonces are only needed for a while.
     return idempotency_keys_purge() + notification_nonces_purge(now=clock.now())
@@ -62,5 +129,19 @@ def register_jobs(target: JobRegistry | None = None) -> JobRegistry:
     jobs.register("payments.sandbox_deliver_due", SANDBOX_DELIVER_EVERY, _sandbox_deliver_due)
     jobs.register("payments.reconcile", PAYMENTS_RECONCILE_EVERY, _payments_reconcile)
     jobs.register("tickets.deliver_due", TICKETS_DELIVER_EVERY, _tickets_deliver_due)
+    jobs.register("aftersales.refunds_process_due", REFUNDS_PROCESS_EVERY, _refunds_process_due)
+    jobs.register("aftersales.notices_send_due", NOTICES_SEND_EVERY, _notices_send_due)
+    jobs.register(
+        "aftersales.transfers_expire_overdue", TRANSFERS_EXPIRE_EVERY, _transfers_expire_overdue
+    )
+    jobs.register(
+        "aftersales.cancellations_run_due", CANCELLATIONS_RUN_EVERY, _cancellations_run_due
+    )
+    jobs.register("aftersales.waitlist_offer_due", WAITLIST_SERVE_EVERY, _waitlist_offer_due)
+    jobs.register("aftersales.waitlist_fulfil_due", WAITLIST_SERVE_EVERY, _waitlist_fulfil_due)
+    jobs.register("aftersales.waitlist_expire_due", WAITLIST_EXPIRE_EVERY, _waitlist_expire_due)
+    jobs.register(
+        "aftersales.exchanges_abandon_unpaid", EXCHANGES_ABANDON_EVERY, _exchanges_abandon_unpaid
+    )
     jobs.register("housekeeping", HOUSEKEEPING_EVERY, _housekeeping)
     return jobs

@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from piaowu.accounts.models import User
 from piaowu.accounts.services import user_sign_up
+from piaowu.accounts.two_factor import is_staff_user
 from piaowu.catalog.models import CapacityMode, Event, EventKind, Seat, Session, Venue
 from piaowu.catalog.selectors import SORTS as SEARCH_SORTS
 from piaowu.catalog.selectors import (
@@ -272,6 +273,14 @@ class WebLoginView(LoginView):
     template_name = "web/login.html"
     authentication_form = LoginForm
     redirect_authenticated_user = True
+
+    def get_success_url(self) -> str:
+        # Staff continue to the second factor (enrolment the first time), then where they were
+        # going. (`login()` replaced request.user with one that knows no device yet.)
+        url = super().get_success_url()
+        if is_staff_user(self.request.user):
+            return f"{reverse('web:two_factor')}?{urlencode({'next': url})}"
+        return url
 
 
 class WebLogoutView(LogoutView):
