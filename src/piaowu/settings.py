@@ -299,3 +299,12 @@ PIAOWU_SOLD_OUT_MARKER_SECONDS = float(os.environ.get("PIAOWU_SOLD_OUT_MARKER_SE
 # Django sessions: database rows by default; with Redis, `django.contrib.sessions.backends.cache`
 # (or `cached_db`) saves a row per new buyer.
 SESSION_ENGINE = os.environ.get("SESSION_ENGINE", "django.contrib.sessions.backends.db")
+
+# After-sales (docs/aftersales.md). Refunds are sent to the provider right after the request
+# commits (0: only by the `aftersales.refunds_process_due` job); the waitlist closes this many
+# hours before a session starts, and an offer holds seats for this many minutes. Customer-
+# service SLA hours are read from the environment by `aftersales.services.cases`
+# (`PIAOWU_CASE_*`, docs/configuration.md).
+PIAOWU_REFUNDS_PROCESS_INLINE = env_bool("PIAOWU_REFUNDS_PROCESS_INLINE", True)
+PIAOWU_WAITLIST_CLOSE_HOURS = int(os.environ.get("PIAOWU_WAITLIST_CLOSE_HOURS", "2"))
+PIAOWU_WAITLIST_OFFER_MINUTES = int(os.environ.get("PIAOWU_WAITLIST_OFFER_MINUTES", "15"))

@@ -744,7 +744,9 @@ def _alert_staff(refund: Refund, error: str) -> None:
     for email, language in emails:
         recipients = Recipients(email=email, language=language)
         with notice_language(recipients):
-            subject = gettext("Refund %(number)s failed: please retry it") % {"number": refund.number}
+            subject = gettext("Refund %(number)s failed: please retry it") % {
+                "number": refund.number
+            }
             body = gettext(
                 "The payment provider did not refund %(amount)s %(currency)s for order "
                 "%(code)s after %(attempts)s attempts (%(error)s). Retry it in the console."
