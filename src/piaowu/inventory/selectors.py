@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Sum
+from django.db.models import F, Sum
 
 from piaowu.catalog.models import CapacityMode, Seat, Session
 from piaowu.core import clock
@@ -37,8 +37,11 @@ def _quota_numbers(quota: Quota) -> dict[str, int]:
     now = clock.now()
     taken = int(quota.buckets.aggregate(t=Sum("taken"))["t"] or 0)
     allocations = QuotaAllocation.objects.filter(bucket__quota=quota)
+    # Sold and not given back since (refunds, exchanges: `returned`).
     sold = int(
-        allocations.filter(state=QuotaAllocation.State.CONVERTED).aggregate(n=Sum("quantity"))["n"]
+        allocations.filter(state=QuotaAllocation.State.CONVERTED).aggregate(
+            n=Sum(F("quantity") - F("returned"))
+        )["n"]
         or 0
     )
     active = allocations.filter(state=QuotaAllocation.State.ACTIVE)

@@ -260,6 +260,19 @@ def test_sold_out_general_admission_is_buyable_again_after_a_refund(
     )
 
 
+def test_availability_counts_a_refunded_admission_as_available_not_sold(
+    bought: MakeBought, buyer: User, ga_session: Callable[..., object]
+) -> None:
+    session = ga_session(capacity=4)
+    purchase = bought(session=session, ga=3)
+    refund_rule(purchase.session.event)
+
+    refund_request(order=purchase.order, tickets=purchase.tickets[:2], actor=buyer)
+
+    counts = session_availability(session)  # type: ignore[arg-type]
+    assert (counts["sold"], counts["available"], counts["capacity"]) == (1, 3, 4)
+
+
 # --- The old QR stops working ----------------------------------------------------------------
 
 
