@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
@@ -17,10 +17,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import translation
 
+from piaowu.accounts.models import User
 from piaowu.aftersales.models import Notice
 from piaowu.core import clock
 from piaowu.core.sms import SmsError, sms_send
 from piaowu.orders.models import Order
+from piaowu.tickets.delivery import retry_delay
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,11 @@ def order_recipients(order: Order) -> Recipients:
     phone = order.contact_phone
     language = (customer.preferred_language if customer is not None else "") or ""
     return Recipients(email=email, phone=phone, language=language)
+
+
+def user_recipients(user: User) -> Recipients:
+    """Where a signed-up person hears from us: their account's e-mail, in their language."""
+    return Recipients(email=user.email, language=user.preferred_language or "")
 
 
 def notice_queue(
@@ -80,11 +87,6 @@ def notice_queue(
 def notice_language(recipients: Recipients) -> translation.override:
     """Render a notice's texts inside this, so they come out in the customer's language."""
     return translation.override(recipients.language or settings.LANGUAGE_CODE)
-
-
-def retry_delay(attempts: int) -> timedelta:
-    """Wait after the `attempts`-th failed send: 1, 2, 4, 8 … minutes."""
-    return timedelta(minutes=2 ** max(attempts - 1, 0))
 
 
 def _claim(notice_id: int, now: datetime) -> Notice | None:

@@ -52,7 +52,12 @@ from piaowu.aftersales.selectors.transfers import (
     transfer_get_by_code,
     transfer_state,
 )
-from piaowu.aftersales.services.notices import Recipients, notice_language, notice_queue
+from piaowu.aftersales.services.notices import (
+    Recipients,
+    notice_language,
+    notice_queue,
+    user_recipients,
+)
 from piaowu.catalog.models import Session
 from piaowu.checkin.models import Admission
 from piaowu.core import clock
@@ -428,8 +433,7 @@ def _facts(transfer: Transfer) -> dict[str, str]:
 
 
 def _sender_recipients(transfer: Transfer) -> Recipients:
-    sender = transfer.sender
-    return Recipients(email=sender.email, language=sender.preferred_language)
+    return user_recipients(transfer.sender)
 
 
 def _receiver_recipients(transfer: Transfer, kind: str) -> Recipients:

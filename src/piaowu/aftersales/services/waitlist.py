@@ -78,6 +78,7 @@ from piaowu.aftersales.services.notices import (
     notice_language,
     notice_queue,
     order_recipients,
+    user_recipients,
 )
 from piaowu.aftersales.services.refunds import refund_money, refund_process
 from piaowu.catalog.models import CapacityMode, PriceTier, SalesChannel, Session, WaitlistMode
@@ -828,8 +829,7 @@ def _recipients(entry: WaitlistEntry) -> Recipients:
         deposit = entry.deposit_order
         assert deposit is not None
         return order_recipients(deposit)
-    customer = entry.customer
-    return Recipients(email=customer.email, language=customer.preferred_language or "")
+    return user_recipients(entry.customer)
 
 
 def _notify(entry: WaitlistEntry, step: str) -> None:
